@@ -1,0 +1,81 @@
+# One image for every Airflow component: api-server, scheduler, dag-processor, triggerer,
+# Celery worker, Flower, and the init job. Built from uv.lock (hashed); see README "Image".
+#
+# No `# syntax=` line on purpose: BuildKit would try to pull a frontend image, which fails
+# on sites with no registry. The built-in frontend supports secrets and cache mounts.
+
+ARG PYTHON_BASE_IMAGE=python:3.13-slim-trixie
+
+# ---------------------------------------------------------------------------------------
+FROM ${PYTHON_BASE_IMAGE} AS build
+
+ARG UV_VERSION=0.13.9
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PYTHON=python3 \
+    UV_PROJECT_ENVIRONMENT=/opt/airflow/venv
+
+# An optional CA bundle for TLS-intercepting proxies arrives as the BuildKit secret `ca`
+# (`make build` passes the host's bundle): mounted for the one RUN, never in a layer.
+# with-ca exports it to pip and uv when present.
+RUN printf '#!/bin/sh\nif [ -s /run/secrets/ca ]; then export SSL_CERT_FILE=/run/secrets/ca PIP_CERT=/run/secrets/ca; fi\nexec "$@"\n' \
+      > /usr/local/bin/with-ca \
+ && chmod 755 /usr/local/bin/with-ca
+
+RUN --mount=type=secret,id=ca \
+    python3 -m venv /opt/uv \
+ && with-ca /opt/uv/bin/pip install --no-cache-dir --disable-pip-version-check "uv==${UV_VERSION}"
+
+WORKDIR /src
+# Dependencies first, so that a change to the package's code reuses this layer.
+COPY pyproject.toml uv.lock ./
+RUN --mount=type=secret,id=ca --mount=type=cache,target=/root/.cache/uv \
+    with-ca /opt/uv/bin/uv sync --frozen --no-dev --extra airflow --no-install-project
+
+COPY README.md ./
+COPY src ./src
+RUN --mount=type=secret,id=ca --mount=type=cache,target=/root/.cache/uv \
+    with-ca /opt/uv/bin/uv sync --frozen --no-dev --extra airflow --no-editable
+
+# ---------------------------------------------------------------------------------------
+FROM ${PYTHON_BASE_IMAGE}
+
+ARG VERSION=dev
+ARG REVISION=unknown
+ARG CREATED=1970-01-01T00:00:00Z
+LABEL org.opencontainers.image.title="airflow-stack" \
+      org.opencontainers.image.description="Apache Airflow 3.3.2 on the CeleryExecutor: one image for every component" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      io.airflow-stack.airflow-version="3.3.2"
+
+# tini as PID 1 forwards SIGTERM to the component only (not to its process group), so the
+# Celery main process does a warm shutdown: it stops taking tasks and waits for running
+# ones, instead of its pool children being killed by the same signal.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/*
+
+ENV AIRFLOW_HOME=/opt/airflow \
+    HOME=/home/airflow \
+    PATH=/opt/airflow/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+# uid 50000, gid 0 (as the official image): any uid with group 0 can also write where needed,
+# so compose can run the containers as the host user (AIRFLOW_UID) for bind-mounted logs.
+RUN useradd --uid 50000 --gid 0 --home-dir /home/airflow --create-home --shell /bin/bash airflow \
+ && mkdir -p /opt/airflow/dags /opt/airflow/logs /opt/airflow/plugins \
+ && chown -R 50000:0 /opt/airflow /home/airflow \
+ && chmod -R g+rwX /opt/airflow /home/airflow
+
+COPY --from=build --chown=50000:0 /opt/airflow/venv /opt/airflow/venv
+
+USER 50000
+WORKDIR /opt/airflow
+EXPOSE 8080 5555 8793 8974
+ENTRYPOINT ["/usr/bin/tini", "--", "airflow-stack"]
+CMD ["--help"]

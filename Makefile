@@ -1,0 +1,94 @@
+# airflow-stack: `make help` lists the targets. Settings below can be overridden on the
+# command line or in the environment, e.g. `make push REGISTRY=registry.example.com/data`.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+AIRFLOW_IMAGE     ?= airflow-stack:latest
+PYTHON_BASE_IMAGE ?= python:3.13-slim-trixie
+POSTGRES_IMAGE    ?= postgres:17
+REDIS_IMAGE       ?= redis:8
+# Extra CA bundle for TLS-intercepting proxies, handed to the build as a secret (never in a
+# layer). Defaults to the host's trust store where it exists; set empty to pass none.
+CA_BUNDLE         ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+REGISTRY          ?=
+UP_TIMEOUT        ?= 300
+UV_VERSION        := 0.13.9
+
+VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION := $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
+CREATED  := $(shell git log -1 --format=%cI 2>/dev/null || echo 1970-01-01T00:00:00Z)
+
+comma := ,
+export AIRFLOW_IMAGE POSTGRES_IMAGE REDIS_IMAGE PYTHON_BASE_IMAGE
+HOST_PY := PYTHONPATH=$(CURDIR)/src python3
+UV      := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.venv-tools/bin/uv)
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: init
+init: ## write .env once with generated secrets (never overwrites it)
+	@$(HOST_PY) -m airflow_stack.hostinit
+
+.PHONY: fernet-key
+fernet-key: ## print a new Fernet key
+	@$(HOST_PY) -m airflow_stack.hostinit fernet-key
+
+.PHONY: base-images
+base-images: ## build stand-in base images from Debian packages where none can be pulled
+	@bash scripts/base-images.sh
+
+.PHONY: build
+build: base-images ## build the Airflow image ($(AIRFLOW_IMAGE))
+	docker build $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) \
+		--build-arg PYTHON_BASE_IMAGE=$(PYTHON_BASE_IMAGE) \
+		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg CREATED=$(CREATED) \
+		-t $(AIRFLOW_IMAGE) .
+
+.PHONY: push
+push: ## tag and push the image: make push REGISTRY=host/path [VERSION=tag]
+	@test -n "$(REGISTRY)" || { echo "error: REGISTRY is empty; fix: make push REGISTRY=registry.example.com/team" >&2; exit 1; }
+	docker tag $(AIRFLOW_IMAGE) $(REGISTRY)/airflow-stack:$(VERSION)
+	docker push $(REGISTRY)/airflow-stack:$(VERSION)
+
+.PHONY: up
+up: init build ## start the stack and wait until every service is healthy
+	docker compose up -d --remove-orphans
+	@$(HOST_PY) -m airflow_stack.stackwait --timeout $(UP_TIMEOUT)
+	@. ./.env; echo; \
+	echo "Airflow UI  http://localhost:$${AIRFLOW_UI_PORT:-8080}  user $${AIRFLOW_ADMIN_USERNAME:-admin}, password: AIRFLOW_ADMIN_PASSWORD in .env"; \
+	echo "Flower      http://localhost:$${FLOWER_PORT:-5555}  user $${FLOWER_USERNAME:-flower}, password: FLOWER_PASSWORD in .env"
+
+.PHONY: down
+down: ## stop the stack (volumes kept; `docker compose down -v` deletes them)
+	docker compose down
+
+.PHONY: ps
+ps: ## show the services and their health
+	docker compose ps --all
+
+.PHONY: logs
+logs: ## follow the logs of every service (SERVICE=name for one)
+	docker compose logs -f --tail 100 $(SERVICE)
+
+.PHONY: airflow
+airflow: ## run an Airflow CLI command in the scheduler: make airflow ARGS="dags list"
+	docker compose exec scheduler airflow-stack $(ARGS)
+
+$(CURDIR)/.venv-tools/bin/uv:
+	python3 -m venv $(CURDIR)/.venv-tools
+	$(CURDIR)/.venv-tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+.PHONY: lock
+lock: $(UV) ## re-resolve uv.lock from pyproject.toml
+	$(UV) lock
+
+.PHONY: test-unit
+test-unit: $(UV) ## unit tests of the package (no Docker)
+	$(UV) run --frozen --group test pytest tests/unit
+
+.PHONY: test
+test: $(UV) build ## unit tests, then the end-to-end suite on the real compose file
+	$(UV) run --frozen --group test pytest tests

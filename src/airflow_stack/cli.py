@@ -1,0 +1,61 @@
+"""Command-line dispatch of the image's entrypoint, `airflow-stack`.
+
+    airflow-stack run COMPONENT [ARGS...]   preflight, then exec the component
+    airflow-stack healthcheck COMPONENT     the container health probe
+    airflow-stack components                list the components
+    airflow-stack ARGS...                   anything else: exec `airflow ARGS...`
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from airflow_stack import components, healthcheck, initdb, preflight, settings
+from airflow_stack.errors import StackError
+
+USAGE = __doc__.split("\n\n", 1)[1]
+
+
+def exec_command(argv: list[str]) -> None:
+    """Replace this process so that signals from the init process reach the component."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvp(argv[0], argv)
+
+
+def run(name: str, extra: list[str]) -> None:
+    component = components.get(name)
+    preflight.run(component)
+    if component.name == "init":
+        initdb.run(os.environ)
+        return
+    preflight.log(f"starting {component.name}: {' '.join(component.argv + tuple(extra))}")
+    exec_command([*component.argv, *extra])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        settings.resolve_file_twins(os.environ)
+        if not args or args[0] in ("-h", "--help", "help"):
+            print(USAGE)
+            return 0
+        if args[0] == "run":
+            if len(args) < 2:
+                raise StackError("`run` needs a component", fix=f"use one of: {', '.join(components.COMPONENTS)}")
+            run(args[1], args[2:])
+            return 0
+        if args[0] == "healthcheck":
+            if len(args) != 2:
+                raise StackError("`healthcheck` takes exactly one component")
+            return healthcheck.main(args[1])
+        if args[0] == "components":
+            for component in components.COMPONENTS.values():
+                print(f"{component.name:14} {' '.join(component.argv) or '(migrate the DB, create the admin user)'}")
+            return 0
+        exec_command(["airflow", *args])
+    except StackError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,24 @@
+"""The one exception the entrypoint raises for a refusal, and how it is shown.
+
+Every refusal says what is wrong, which setting or file it concerns, and how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class StackError(Exception):
+    """A refusal to go on, with the setting it concerns and the fix."""
+
+    def __init__(self, problem: str, *, setting: str | None = None, fix: str | None = None):
+        super().__init__(problem)
+        self.problem = problem
+        self.setting = setting
+        self.fix = fix
+
+    def render(self) -> str:
+        lines = [f"error: {self.problem}"]
+        if self.setting:
+            lines.append(f"       setting: {self.setting}")
+        if self.fix:
+            lines.append(f"       fix:     {self.fix}")
+        return "\n".join(lines)

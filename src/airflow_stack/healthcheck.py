@@ -1,0 +1,107 @@
+"""Cheap container health probes: `airflow-stack healthcheck COMPONENT`.
+
+`airflow jobs check` and `celery inspect ping` import Airflow and cost about 5 s of CPU per
+probe; these probes never import Airflow. Components with an HTTP health endpoint are asked
+over HTTP; the dag-processor and the triggerer by their job heartbeat in the metadata DB
+(what `airflow jobs check` reads); the worker by a Celery ping addressed to this host only.
+Exit 0 when healthy, 1 otherwise, with one line saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import urllib.error
+import urllib.request
+
+from airflow_stack import components, settings
+
+HEARTBEAT_THRESHOLD_S = 60
+_HTTP = {
+    "api-server": f"http://127.0.0.1:{components.API_SERVER_PORT}/api/v2/monitor/health",
+    "scheduler": f"http://127.0.0.1:{components.SCHEDULER_HEALTH_PORT}/health",
+    "flower": f"http://127.0.0.1:{components.FLOWER_PORT}/healthcheck",
+}
+_JOB_TYPES = {"dag-processor": "DagProcessorJob", "triggerer": "TriggererJob"}
+
+
+class Unhealthy(Exception):
+    pass
+
+
+def probe_http(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return f"{url} answered {response.status}"
+    except urllib.error.HTTPError as exc:
+        raise Unhealthy(f"{url} answered {exc.code}") from None
+    except OSError as exc:
+        raise Unhealthy(f"{url}: {exc}") from None
+
+
+def _hostnames() -> list[str]:
+    return sorted({socket.gethostname(), socket.getfqdn()})
+
+
+def probe_heartbeat(job_type: str) -> str:
+    import psycopg2
+
+    url = settings.value(settings.SQL_ALCHEMY_CONN, os.environ) or ""
+    libpq_url = url.replace("postgresql+psycopg2://", "postgresql://", 1)
+    try:
+        conn = psycopg2.connect(libpq_url, connect_timeout=5)
+    except psycopg2.Error as exc:
+        raise Unhealthy(f"cannot reach the metadata DB: {str(exc).strip()}") from None
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT EXTRACT(EPOCH FROM now() - latest_heartbeat) FROM job"
+                " WHERE job_type = %s AND state = 'running' AND hostname = ANY(%s)"
+                " ORDER BY latest_heartbeat DESC LIMIT 1",
+                (job_type, _hostnames()),
+            )
+            row = cursor.fetchone()
+    finally:
+        conn.close()
+    if row is None:
+        raise Unhealthy(f"no running {job_type} on {_hostnames()} yet")
+    age = float(row[0])
+    if age > HEARTBEAT_THRESHOLD_S:
+        raise Unhealthy(f"{job_type} heartbeat is {age:.0f} s old (limit {HEARTBEAT_THRESHOLD_S} s)")
+    return f"{job_type} heartbeat {age:.1f} s ago"
+
+
+def probe_worker() -> str:
+    from celery import Celery
+
+    app = Celery(broker=settings.value(settings.BROKER_URL, os.environ))
+    name = f"celery@{socket.gethostname()}"
+    try:
+        replies = app.control.ping(destination=[name], timeout=3)
+    except Exception as exc:  # noqa: BLE001 - kombu raises transport-specific errors
+        raise Unhealthy(f"cannot ping {name} through the broker: {exc}") from None
+    if not any(name in reply for reply in replies):
+        raise Unhealthy(f"{name} did not answer a ping within 3 s")
+    return f"{name} answered a ping"
+
+
+def probe(component: str) -> str:
+    if component in _HTTP:
+        return probe_http(_HTTP[component])
+    if component in _JOB_TYPES:
+        return probe_heartbeat(_JOB_TYPES[component])
+    if component == "worker":
+        return probe_worker()
+    raise Unhealthy(f"no health probe for {component!r}; probes exist for: "
+                    f"{', '.join([*_HTTP, *_JOB_TYPES, 'worker'])}")
+
+
+def main(component: str) -> int:
+    settings.resolve_file_twins(os.environ)
+    try:
+        print(f"healthy: {probe(component)}")
+        return 0
+    except Unhealthy as exc:
+        print(f"unhealthy: {exc}", file=sys.stderr)
+        return 1

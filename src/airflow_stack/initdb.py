@@ -1,0 +1,63 @@
+"""The one-shot `init` job: migrate the metadata database and create the admin user.
+
+Both steps are idempotent: running init again on an existing database is harmless.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping
+
+from airflow_stack.errors import StackError
+from airflow_stack.preflight import log
+
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+
+
+def migrate() -> None:
+    log("migrating the metadata database (airflow db migrate)")
+    if subprocess.run(["airflow", "db", "migrate"]).returncode != 0:
+        raise StackError(
+            "`airflow db migrate` failed (its output is above)",
+            setting="AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+            fix="check the database URL and that the database user may create tables",
+        )
+
+
+def create_admin(env: Mapping[str, str]) -> None:
+    username = env.get("AIRFLOW_ADMIN_USERNAME", "")
+    password = env.get("AIRFLOW_ADMIN_PASSWORD", "")
+    if not username:
+        log("AIRFLOW_ADMIN_USERNAME is not set; no admin user created")
+        return
+    if env.get("AIRFLOW__CORE__AUTH_MANAGER", "") != FAB_AUTH_MANAGER:
+        log("the auth manager is not FAB; no admin user created")
+        return
+    if not password:
+        raise StackError(
+            f"AIRFLOW_ADMIN_PASSWORD is empty, so admin user {username!r} cannot be created",
+            setting="AIRFLOW_ADMIN_PASSWORD",
+            fix="set a password (make init generates one into .env), or unset AIRFLOW_ADMIN_USERNAME",
+        )
+    log(f"ensuring admin user {username!r} exists")
+    command = [
+        "airflow", "users", "create", "--role", "Admin",
+        "--username", username,
+        "--password", password,
+        "--email", env.get("AIRFLOW_ADMIN_EMAIL", f"{username}@example.invalid"),
+        "--firstname", env.get("AIRFLOW_ADMIN_FIRSTNAME", "Airflow"),
+        "--lastname", env.get("AIRFLOW_ADMIN_LASTNAME", "Admin"),
+    ]  # fmt: skip
+    # An existing user is reported ("already exists") and left as it is: exit code 0.
+    if subprocess.run(command).returncode != 0:
+        raise StackError(
+            f"creating admin user {username!r} failed (the output is above)",
+            setting="AIRFLOW_ADMIN_USERNAME",
+            fix="check the admin settings in .env",
+        )
+
+
+def run(env: Mapping[str, str]) -> None:
+    migrate()
+    create_admin(env)
+    log("init finished")

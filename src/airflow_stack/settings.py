@@ -1,0 +1,86 @@
+"""The configuration contract: the settings every component needs and where they come from.
+
+A setting is read the way Airflow reads it (`AIRFLOW__SECTION__KEY`), with three more sources:
+`AIRFLOW__SECTION__KEY_CMD` and `AIRFLOW__SECTION__KEY_SECRET` (Airflow's own, resolved by
+Airflow itself) and `AIRFLOW__SECTION__KEY_FILE` (Docker/Compose secrets and mounted files),
+which this module resolves into the plain variable before Airflow starts, the way
+docker-library's `file_env` does. Values are never printed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from airflow_stack.errors import StackError
+
+
+@dataclass(frozen=True)
+class Setting:
+    section: str
+    key: str
+    description: str
+    secret: bool = False
+
+    @property
+    def env(self) -> str:
+        return f"AIRFLOW__{self.section.upper()}__{self.key.upper()}"
+
+    @property
+    def ini(self) -> str:
+        return f"[{self.section}] {self.key}"
+
+
+FERNET_KEY = Setting("core", "fernet_key", "encrypts connections and variables in the DB", secret=True)
+JWT_SECRET = Setting("api_auth", "jwt_secret", "signs the tokens workers present to the api-server", secret=True)
+API_SECRET_KEY = Setting("api", "secret_key", "signs sessions and log-server requests", secret=True)
+SQL_ALCHEMY_CONN = Setting("database", "sql_alchemy_conn", "metadata database URL", secret=True)
+BROKER_URL = Setting("celery", "broker_url", "Celery broker (Redis) URL", secret=True)
+RESULT_BACKEND = Setting("celery", "result_backend", "Celery result backend URL", secret=True)
+EXECUTION_API_SERVER_URL = Setting(
+    "core", "execution_api_server_url", "where workers reach the api-server's execution API"
+)
+
+CONTRACT: tuple[Setting, ...] = (
+    FERNET_KEY,
+    JWT_SECRET,
+    API_SECRET_KEY,
+    SQL_ALCHEMY_CONN,
+    BROKER_URL,
+    RESULT_BACKEND,
+    EXECUTION_API_SERVER_URL,
+)
+
+
+def resolve_file_twins(env: MutableMapping[str, str]) -> None:
+    """Replace every `AIRFLOW__S__K_FILE` with `AIRFLOW__S__K` holding the file's content."""
+    for name in [n for n in env if n.startswith("AIRFLOW__") and n.endswith("_FILE")]:
+        target = name[: -len("_FILE")]
+        if env.get(target):
+            raise StackError(
+                f"both {target} and {name} are set; only one source is allowed",
+                setting=target,
+                fix=f"unset one of {target} and {name}",
+            )
+        path = Path(env[name])
+        try:
+            env[target] = path.read_text().strip()
+        except OSError as exc:
+            raise StackError(
+                f"{name} points at {path}, which cannot be read ({exc.strerror})",
+                setting=target,
+                fix=f"mount the file at {path} readable by uid {os.getuid()}, or set {target} instead",
+            ) from None
+        del env[name]
+
+
+def is_provided(setting: Setting, env: MutableMapping[str, str]) -> bool:
+    """True when the setting has a value in any form Airflow will resolve."""
+    return any(env.get(setting.env + suffix) for suffix in ("", "_CMD", "_SECRET"))
+
+
+def value(setting: Setting, env: MutableMapping[str, str]) -> str | None:
+    """The plain value, or None when absent or given only as `_CMD` / `_SECRET`."""
+    return env.get(setting.env) or None

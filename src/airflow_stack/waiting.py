@@ -1,0 +1,106 @@
+"""Bounded waits for the metadata database and the Celery broker.
+
+Each wait retries while the service is not yet up and fails fast on an answer that will not
+change by waiting (wrong password, unknown database). Both name host and port in their error.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from airflow_stack.errors import StackError
+
+_PERMANENT_PG_ERRORS = ("password authentication failed", "does not exist", "no pg_hba.conf entry")
+_PERMANENT_REDIS_ERRORS = ("WRONGPASS", "NOAUTH", "invalid password", "invalid username-password")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    scheme: str
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    path: str
+
+    @classmethod
+    def parse(cls, url: str, default_port: int) -> Endpoint:
+        parts = urlsplit(url)
+        return cls(
+            scheme=parts.scheme,
+            host=parts.hostname or "localhost",
+            port=parts.port or default_port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            path=parts.path.lstrip("/"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def _retry(what: str, setting: str, endpoint: Endpoint, attempt, timeout: float, permanent) -> None:
+    deadline = time.monotonic() + timeout
+    last_error = "no attempt made"
+    while True:
+        try:
+            attempt()
+            return
+        except Exception as exc:  # noqa: BLE001 - drivers raise many kinds; each is reported
+            last_error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if any(marker in str(exc) for marker in permanent):
+                raise StackError(
+                    f"{what} at {endpoint} refused the connection: {last_error}",
+                    setting=setting,
+                    fix="check the user, password and database name in that URL",
+                ) from None
+        if time.monotonic() >= deadline:
+            raise StackError(
+                f"{what} at {endpoint} did not answer within {timeout:.0f} s (last error: {last_error})",
+                setting=setting,
+                fix=f"start {what} or correct the host and port; raise AIRFLOW_STACK_WAIT_TIMEOUT for slow starts",
+            )
+        time.sleep(1)
+
+
+def wait_for_postgres(url: str, setting: str, timeout: float) -> Endpoint:
+    """Wait until PostgreSQL at `url` (an SQLAlchemy or libpq URL) accepts a query."""
+    import psycopg2  # the postgres provider's driver; imported late so --help stays fast
+
+    endpoint = Endpoint.parse(url, 5432)
+
+    def attempt() -> None:
+        conn = psycopg2.connect(
+            host=endpoint.host,
+            port=endpoint.port,
+            user=endpoint.username,
+            password=endpoint.password,
+            dbname=endpoint.path or None,
+            connect_timeout=3,
+        )
+        try:
+            conn.cursor().execute("SELECT 1")
+        finally:
+            conn.close()
+
+    _retry("PostgreSQL", setting, endpoint, attempt, timeout, _PERMANENT_PG_ERRORS)
+    return endpoint
+
+
+def wait_for_redis(url: str, setting: str, timeout: float) -> Endpoint:
+    """Wait until Redis at `url` answers PING (with the URL's credentials)."""
+    import redis
+
+    endpoint = Endpoint.parse(url, 6379)
+
+    def attempt() -> None:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+        try:
+            client.ping()
+        finally:
+            client.close()
+
+    _retry("Redis", setting, endpoint, attempt, timeout, _PERMANENT_REDIS_ERRORS)
+    return endpoint
