@@ -41,17 +41,6 @@ RUN --mount=type=secret,id=ca --mount=type=cache,target=/root/.cache/uv \
 # ---------------------------------------------------------------------------------------
 FROM ${PYTHON_BASE_IMAGE}
 
-ARG VERSION=dev
-ARG REVISION=unknown
-ARG CREATED=1970-01-01T00:00:00Z
-LABEL org.opencontainers.image.title="airflow-stack" \
-      org.opencontainers.image.description="Apache Airflow 3.3.2 on the CeleryExecutor: one image for every component" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      io.airflow-stack.airflow-version="3.3.2"
-
 # tini as PID 1 forwards SIGTERM to the component only (not to its process group), so the
 # Celery main process does a warm shutdown: it stops taking tasks and waits for running
 # ones, instead of its pool children being killed by the same signal.
@@ -79,3 +68,15 @@ WORKDIR /opt/airflow
 EXPOSE 8080 5555 8793 8974
 ENTRYPOINT ["/usr/bin/tini", "--", "airflow-stack"]
 CMD ["--help"]
+
+# Last, so that a new commit changes only the image's metadata, not a cached layer.
+ARG VERSION=dev
+ARG REVISION=unknown
+ARG CREATED=1970-01-01T00:00:00Z
+LABEL org.opencontainers.image.title="airflow-stack" \
+      org.opencontainers.image.description="Apache Airflow 3.3.2 on the CeleryExecutor: one image for every component" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      io.airflow-stack.airflow-version="3.3.2"

@@ -91,4 +91,4 @@ test-unit: $(UV) ## unit tests of the package (no Docker)
 
 .PHONY: test
 test: $(UV) build ## unit tests, then the end-to-end suite on the real compose file
-	$(UV) run --frozen --group test pytest tests
+	$(UV) run --frozen --group test pytest tests/unit tests/e2e

@@ -1,0 +1,132 @@
+"""The end-to-end fixture: the real docker-compose.yml, started from empty volumes under
+its own project name, ports and secrets, so it never touches a stack started with `make up`.
+
+On any failure the services' logs are printed and saved under test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from airflow_stack import hostinit, stackwait
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+PROJECT = "airflow-stack-e2e"
+UI_PORT = int(os.environ.get("E2E_UI_PORT", "18080"))
+FLOWER_PORT = int(os.environ.get("E2E_FLOWER_PORT", "15555"))
+UP_TIMEOUT = 300
+
+
+class Stack:
+    """One compose project, driven through the docker compose CLI."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.env_file = workdir / ".env"
+        self.logs_dir = workdir / "logs"
+        self.compose = [
+            "docker", "compose",
+            "--project-directory", str(ROOT),
+            "-f", str(ROOT / "docker-compose.yml"),
+            "--env-file", str(self.env_file),
+            "-p", PROJECT,
+        ]  # fmt: skip
+        self.ui = f"http://127.0.0.1:{UI_PORT}"
+        self.flower = f"http://127.0.0.1:{FLOWER_PORT}"
+
+    def write_env(self) -> None:
+        uid = hostinit.container_uid()
+        hostinit.write_env_file(self.env_file, uid)
+        with self.env_file.open("a") as handle:
+            handle.write(
+                f"AIRFLOW_UI_PORT={UI_PORT}\nFLOWER_PORT={FLOWER_PORT}\n"
+                f"AIRFLOW_LOGS_DIR={self.logs_dir}\nAIRFLOW_DAGS_DIR={ROOT / 'dags'}\n"
+            )
+        hostinit.prepare_dir(self.logs_dir, uid)
+        self.env = dict(
+            line.split("=", 1) for line in self.env_file.read_text().splitlines() if line and line[0] != "#"
+        )
+
+    def run(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        result = subprocess.run([*self.compose, *args], capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"docker compose {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def up(self) -> float:
+        started = time.monotonic()
+        self.run("up", "-d", "--remove-orphans")
+        assert stackwait.wait(self.compose, UP_TIMEOUT, {"init"}, out=sys.stdout), "stack did not become ready"
+        return time.monotonic() - started
+
+    def logs(self, *services: str, tail: int = 200) -> str:
+        return self.run("logs", "--no-color", "--tail", str(tail), *services, check=False).stdout
+
+    def container_hostname(self, service: str) -> str:
+        container = self.run("ps", "-q", service).stdout.strip()
+        inspect = subprocess.run(
+            ["docker", "inspect", "-f", "{{.Config.Hostname}}", container], capture_output=True, text=True, check=True
+        )
+        return inspect.stdout.strip()
+
+    def api(self) -> httpx.Client:
+        """A REST API client logged in as the admin user from .env."""
+        token = httpx.post(
+            f"{self.ui}/auth/token",
+            json={"username": self.env["AIRFLOW_ADMIN_USERNAME"], "password": self.env["AIRFLOW_ADMIN_PASSWORD"]},
+            timeout=30,
+        )
+        assert token.status_code == 201, token.text
+        return httpx.Client(
+            base_url=f"{self.ui}/api/v2",
+            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+            timeout=30,
+        )
+
+
+def poll(what: str, probe: Callable[[], object], timeout: float, diagnostics: Callable[[], str]) -> object:
+    """Call `probe` until it returns a truthy value; fail with diagnostics after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(1)
+    pytest.fail(f"{what} not reached within {timeout:.0f} s (last: {last!r})\n{diagnostics()}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        item.session.stash.setdefault("failed", []).append(item.nodeid)
+    return report
+
+
+@pytest.fixture(scope="session")
+def stack(request, tmp_path_factory) -> Iterator[Stack]:
+    if shutil.which("docker") is None:
+        pytest.fail("docker is not installed: the end-to-end suite needs Docker (see README, Prerequisites)")
+    stack = Stack(tmp_path_factory.mktemp("stack"))
+    stack.write_env()
+    stack.run("down", "-v", "--remove-orphans", check=False)
+    elapsed = stack.up()
+    print(f"\nstack ready from empty volumes in {elapsed:.1f} s")
+    yield stack
+    if request.session.stash.get("failed", []):
+        ARTIFACTS.mkdir(exist_ok=True)
+        logs = stack.logs(tail=400)
+        (ARTIFACTS / "compose-logs.txt").write_text(logs)
+        print(f"\n===== service logs (also in {ARTIFACTS / 'compose-logs.txt'}) =====\n{logs[-60000:]}")
+    stack.run("down", "-v", "--remove-orphans", check=False)

@@ -1,0 +1,160 @@
+"""The local stack as a user meets it: healthy from empty volumes, a DAG run on the Celery
+worker, its log and XCom over the REST API, Flower behind basic auth, the UI in a browser,
+refusals that name the problem, and a restart on existing volumes that keeps everything.
+
+The tests share one stack and run in file order.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import httpx
+import pytest
+
+from airflow_stack.stackwait import read_states
+
+from .conftest import ARTIFACTS, Stack, poll
+
+DAG_ID = "hello_celery"
+AIRFLOW_SERVICES = ["api-server", "scheduler", "dag-processor", "triggerer", "worker", "flower"]
+
+
+def trigger_and_wait(stack: Stack, api: httpx.Client) -> str:
+    poll("DAG parsed", lambda: api.get(f"/dags/{DAG_ID}").status_code == 200, 120, lambda: stack.logs("dag-processor"))
+    assert api.patch(f"/dags/{DAG_ID}", json={"is_paused": False}).status_code == 200
+    created = api.post(f"/dags/{DAG_ID}/dagRuns", json={"logical_date": None})
+    assert created.status_code == 200, created.text
+    run_id = created.json()["dag_run_id"]
+
+    def finished():
+        state = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}").json()["state"]
+        return state if state in ("success", "failed") else None
+
+    state = poll(f"run {run_id} finished", finished, 180, lambda: stack.logs("scheduler", "worker"))
+    assert state == "success", stack.logs("scheduler", "worker")
+    return run_id
+
+
+@pytest.fixture(scope="module")
+def dag_run(stack: Stack) -> str:
+    with stack.api() as api:
+        return trigger_and_wait(stack, api)
+
+
+def test_every_service_healthy_and_init_completed(stack: Stack):
+    states = {s.service: s for s in read_states(stack.compose)}
+    for service in ["postgres", "redis", *AIRFLOW_SERVICES]:
+        assert states[service].state == "running" and states[service].health == "healthy", states[service]
+    assert states["init"].state == "exited" and states["init"].exit_code == 0
+    assert "init finished" in stack.logs("init")
+
+
+def test_containers_run_as_non_root_under_an_init_process(stack: Stack):
+    result = stack.run("exec", "-T", "worker", "sh", "-c", "id -u; id -g; cat /proc/1/comm")
+    uid, gid, pid1 = result.stdout.split()
+    assert uid != "0" and gid == "0" and pid1 == "tini"
+
+
+def test_postgres_and_redis_are_not_published(stack: Stack):
+    assert stack.run("port", "postgres", "5432", check=False).stdout.strip() in ("", ":0")
+    assert stack.run("port", "redis", "6379", check=False).stdout.strip() in ("", ":0")
+
+
+def test_dag_runs_on_the_celery_worker_and_passes_xcom(stack: Stack, dag_run: str):
+    worker_host = stack.container_hostname("worker")
+    with stack.api() as api:
+        tis = api.get(f"/dags/{DAG_ID}/dagRuns/{dag_run}/taskInstances").json()["task_instances"]
+        assert {ti["task_id"]: ti["state"] for ti in tis} == {"where_am_i": "success", "greet": "success"}
+        assert {ti["hostname"] for ti in tis} == {worker_host}
+        xcom = api.get(f"/dags/{DAG_ID}/dagRuns/{dag_run}/taskInstances/greet/xcomEntries/return_value")
+        assert xcom.status_code == 200, xcom.text
+        assert xcom.json()["value"] == f"hello from {worker_host}"
+
+
+def test_task_log_is_readable_through_the_rest_api(stack: Stack, dag_run: str):
+    with stack.api() as api:
+        log = api.get(
+            f"/dags/{DAG_ID}/dagRuns/{dag_run}/taskInstances/greet/logs/1", headers={"Accept": "application/json"}
+        )
+    assert log.status_code == 200, log.text
+    events = [entry.get("event", "") for entry in log.json()["content"]]
+    assert any("hello from" in event for event in events), events
+
+
+def test_flower_lists_the_worker_behind_basic_auth(stack: Stack, dag_run: str):
+    assert httpx.get(f"{stack.flower}/api/workers", timeout=10).status_code == 401
+    wrong = httpx.get(f"{stack.flower}/api/workers", auth=(stack.env["FLOWER_USERNAME"], "wrong"), timeout=10)
+    assert wrong.status_code == 401
+    auth = (stack.env["FLOWER_USERNAME"], stack.env["FLOWER_PASSWORD"])
+    workers = httpx.get(f"{stack.flower}/api/workers", params={"refresh": 1}, auth=auth, timeout=30)
+    assert workers.status_code == 200
+    assert f"celery@{stack.container_hostname('worker')}" in workers.json()
+
+
+def test_ui_login_in_chromium(stack: Stack):
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        if os.environ.get("CI"):
+            pytest.fail("chromium and chromium-driver must be installed in CI (.ci/run installs them)")
+        pytest.skip("Debian's chromium and chromium-driver are not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=1400,900"):  # fmt: skip
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(driver), options=options)
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        # localhost, not 127.0.0.1: the session cookie is set for [api] base_url's host.
+        browser.get(stack.ui.replace("127.0.0.1", "localhost") + "/")
+        wait = WebDriverWait(browser, 60)
+        wait.until(expected_conditions.presence_of_element_located((By.NAME, "username")))
+        browser.find_element(By.NAME, "username").send_keys(stack.env["AIRFLOW_ADMIN_USERNAME"])
+        browser.find_element(By.NAME, "password").send_keys(stack.env["AIRFLOW_ADMIN_PASSWORD"])
+        browser.find_element(By.CSS_SELECTOR, "[type=submit]").click()
+        browser.get(stack.ui.replace("127.0.0.1", "localhost") + "/dags")
+        wait.until(lambda b: DAG_ID in b.page_source)
+    finally:
+        browser.save_screenshot(str(ARTIFACTS / "ui-dags.png"))
+        browser.quit()
+
+
+def test_component_refuses_to_start_when_the_database_never_answers(stack: Stack):
+    result = stack.run(
+        "run", "--rm", "--no-deps",
+        "-e", "AIRFLOW_STACK_WAIT_TIMEOUT=3",
+        "-e", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=postgresql+psycopg2://airflow:x@postgres-gone:5432/airflow",
+        "dag-processor", check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "PostgreSQL at postgres-gone:5432 did not answer within 3 s" in result.stderr
+    assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" in result.stderr
+
+
+def test_component_refuses_to_start_without_a_required_secret(stack: Stack):
+    result = stack.run(
+        "run", "--rm", "--no-deps", "-e", "AIRFLOW__API_AUTH__JWT_SECRET=", "scheduler", check=False, timeout=120
+    )
+    assert result.returncode != 0
+    assert "AIRFLOW__API_AUTH__JWT_SECRET" in result.stderr and "fix:" in result.stderr
+
+
+def test_restart_on_existing_volumes_keeps_runs_and_init_is_idempotent(stack: Stack, dag_run: str):
+    stack.run("down")
+    elapsed = stack.up()
+    print(f"\nstack ready on existing volumes in {elapsed:.1f} s")
+    init_log = stack.logs("init")
+    assert "already exists" in init_log and "init finished" in init_log
+    with stack.api() as api:
+        runs = api.get(f"/dags/{DAG_ID}/dagRuns").json()["dag_runs"]
+        assert {run["dag_run_id"]: run["state"] for run in runs}.get(dag_run) == "success"
+        trigger_and_wait(stack, api)

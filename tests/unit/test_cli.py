@@ -1,0 +1,40 @@
+"""Dispatch: pass-through to `airflow`, refusals rendered with the fix."""
+
+import pytest
+
+from airflow_stack import cli
+
+
+@pytest.fixture
+def exec_calls(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli, "exec_command", calls.append)
+    return calls
+
+
+def test_unknown_first_word_passes_through_to_airflow(exec_calls):
+    assert cli.main(["dags", "list", "-o", "json"]) == 0
+    assert exec_calls == [["airflow", "dags", "list", "-o", "json"]]
+
+
+def test_unknown_component_is_refused_with_the_list(capsys, exec_calls):
+    assert cli.main(["run", "webserver"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown component 'webserver'" in err
+    assert "api-server" in err and "dag-processor" in err
+    assert exec_calls == []
+
+
+def test_run_refuses_before_exec_when_a_secret_is_missing(monkeypatch, capsys, exec_calls):
+    for name in list(__import__("os").environ):
+        if name.startswith("AIRFLOW__"):
+            monkeypatch.delenv(name)
+    assert cli.main(["run", "scheduler"]) == 1
+    err = capsys.readouterr().err
+    assert "AIRFLOW__CORE__FERNET_KEY" in err and "fix:" in err
+    assert exec_calls == []
+
+
+def test_help_lists_the_commands(capsys):
+    assert cli.main(["--help"]) == 0
+    assert "airflow-stack run COMPONENT" in capsys.readouterr().out

@@ -1,0 +1,47 @@
+"""make init: .env written once, with valid and distinct secrets."""
+
+import base64
+import os
+import stat
+
+from airflow_stack import hostinit
+
+
+def read_env(path):
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
+
+
+def test_writes_every_secret_once_with_private_mode(tmp_path):
+    env_file = tmp_path / ".env"
+    assert hostinit.write_env_file(env_file, 1000)
+    values = read_env(env_file)
+    for key in ("AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY", "POSTGRES_PASSWORD",
+                "REDIS_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "FLOWER_PASSWORD"):
+        assert len(values[key]) >= 20, key
+    assert len(base64.urlsafe_b64decode(values["AIRFLOW_FERNET_KEY"])) == 32
+    assert values["AIRFLOW_UID"] == "1000"
+    assert stat.S_IMODE(os.stat(env_file).st_mode) == 0o600
+
+
+def test_never_overwrites_an_existing_file(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("POSTGRES_PASSWORD=mine\n")
+    assert not hostinit.write_env_file(env_file, 1000)
+    assert env_file.read_text() == "POSTGRES_PASSWORD=mine\n"
+
+
+def test_two_stacks_get_different_secrets(tmp_path):
+    hostinit.write_env_file(tmp_path / "a", 1000)
+    hostinit.write_env_file(tmp_path / "b", 1000)
+    a, b = read_env(tmp_path / "a"), read_env(tmp_path / "b")
+    assert a["AIRFLOW_FERNET_KEY"] != b["AIRFLOW_FERNET_KEY"]
+    assert a["POSTGRES_PASSWORD"] != b["POSTGRES_PASSWORD"]
+
+
+def test_main_reports_and_prepares_logs_dir(tmp_path, capsys):
+    args = ["--env-file", str(tmp_path / ".env"), "--logs-dir", str(tmp_path / "logs")]
+    assert hostinit.main(args) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert hostinit.main(args) == 0
+    assert "left unchanged" in capsys.readouterr().out
+    assert (tmp_path / "logs").is_dir()
