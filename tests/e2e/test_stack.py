@@ -148,6 +148,16 @@ def test_component_refuses_to_start_without_a_required_secret(stack: Stack):
     assert "AIRFLOW__API_AUTH__JWT_SECRET" in result.stderr and "fix:" in result.stderr
 
 
+def test_worker_shuts_down_warmly_on_sigterm(stack: Stack):
+    # `docker compose stop` sends SIGTERM to PID 1 (tini), which must hand it to Celery alone.
+    stack.run("stop", "worker")
+    logs = stack.logs("worker")
+    assert "Warm shutdown" in logs, logs[-3000:]
+    assert "Cold shutdown" not in logs
+    state = {s.service: s for s in read_states(stack.compose)}["worker"]
+    assert state.state == "exited" and state.exit_code == 0, state
+
+
 def test_restart_on_existing_volumes_keeps_runs_and_init_is_idempotent(stack: Stack, dag_run: str):
     stack.run("down")
     elapsed = stack.up()
