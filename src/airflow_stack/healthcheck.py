@@ -98,7 +98,7 @@ def probe(component: str) -> str:
 
 
 def main(component: str) -> int:
-    settings.resolve_file_twins(os.environ)
+    """Probe `component`; the caller (cli) has resolved *_FILE settings already."""
     try:
         print(f"healthy: {probe(component)}")
         return 0

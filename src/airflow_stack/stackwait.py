@@ -83,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("compose", nargs="*", help="the compose command (default: docker compose)")
     args = parser.parse_args(argv)
     compose = args.compose or ["docker", "compose"]
-    return 0 if wait(compose, args.timeout, set(args.one_shot or ["init"])) else 1
+    try:
+        return 0 if wait(compose, args.timeout, set(args.one_shot or ["init"])) else 1
+    except RuntimeError as exc:
+        print(f"error: `{' '.join(compose)} ps` failed: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
