@@ -14,6 +14,9 @@ CA_BUNDLE         ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 REGISTRY          ?=
 UP_TIMEOUT        ?= 300
 UV_VERSION        := 0.13.9
+# The compose command and env file the stack targets use (the tests point them elsewhere).
+COMPOSE           ?= docker compose
+ENV_FILE          ?= .env
 
 VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION := $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
@@ -26,22 +29,34 @@ UV      := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.venv-tools/bin/u
 
 .PHONY: help
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: init
 init: ## write .env once with generated secrets (never overwrites it)
-	@$(HOST_PY) -m airflow_stack.hostinit
+	@$(HOST_PY) -m airflow_stack.hostinit --env-file $(ENV_FILE)
 
 .PHONY: fernet-key
 fernet-key: ## print a new Fernet key
 	@$(HOST_PY) -m airflow_stack.hostinit fernet-key
+
+.PHONY: rotate-fernet-key
+rotate-fernet-key: ## new fernet key: add it in front, re-encrypt, restart, drop the old key
+	@$(HOST_PY) -m airflow_stack.hostinit fernet-add --env-file $(ENV_FILE)
+	$(COMPOSE) run --rm --no-deps init rotate-fernet-key record
+	$(COMPOSE) up -d
+	@$(HOST_PY) -m airflow_stack.stackwait --timeout $(UP_TIMEOUT) -- $(COMPOSE)
+	$(COMPOSE) run --rm --no-deps init rotate-fernet-key reencrypt
+	@$(HOST_PY) -m airflow_stack.hostinit fernet-drop --env-file $(ENV_FILE)
+	$(COMPOSE) up -d
+	@$(HOST_PY) -m airflow_stack.stackwait --timeout $(UP_TIMEOUT) -- $(COMPOSE)
+	@echo "rotate-fernet-key: done; connections and variables are encrypted with the new key only"
 
 .PHONY: base-images
 base-images: ## build stand-in base images from Debian packages where none can be pulled
 	@bash scripts/base-images.sh
 
 .PHONY: build
-build: base-images ## build the Airflow image ($(AIRFLOW_IMAGE))
+build: base-images ## build the Airflow image (AIRFLOW_IMAGE, default airflow-stack:latest)
 	docker build $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) \
 		--build-arg PYTHON_BASE_IMAGE=$(PYTHON_BASE_IMAGE) \
 		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg CREATED=$(CREATED) \
@@ -55,27 +70,27 @@ push: ## tag and push the image: make push REGISTRY=host/path [VERSION=tag]
 
 .PHONY: up
 up: init build ## start the stack and wait until every service is healthy
-	docker compose up -d --remove-orphans
-	@$(HOST_PY) -m airflow_stack.stackwait --timeout $(UP_TIMEOUT)
-	@. ./.env; echo; \
+	$(COMPOSE) up -d --remove-orphans
+	@$(HOST_PY) -m airflow_stack.stackwait --timeout $(UP_TIMEOUT) -- $(COMPOSE)
+	@. ./$(ENV_FILE); echo; \
 	echo "Airflow UI  http://localhost:$${AIRFLOW_UI_PORT:-8080}  user $${AIRFLOW_ADMIN_USERNAME:-admin}, password: AIRFLOW_ADMIN_PASSWORD in .env"; \
 	echo "Flower      http://localhost:$${FLOWER_PORT:-5555}  user $${FLOWER_USERNAME:-flower}, password: FLOWER_PASSWORD in .env"
 
 .PHONY: down
 down: ## stop the stack (volumes kept; `docker compose down -v` deletes them)
-	docker compose down
+	$(COMPOSE) down
 
 .PHONY: ps
 ps: ## show the services and their health
-	docker compose ps --all
+	$(COMPOSE) ps --all
 
 .PHONY: logs
 logs: ## follow the logs of every service (SERVICE=name for one)
-	docker compose logs -f --tail 100 $(SERVICE)
+	$(COMPOSE) logs -f --tail 100 $(SERVICE)
 
 .PHONY: airflow
 airflow: ## run an Airflow CLI command in the scheduler: make airflow ARGS="dags list"
-	docker compose exec scheduler airflow-stack $(ARGS)
+	$(COMPOSE) exec scheduler airflow-stack $(ARGS)
 
 $(CURDIR)/.venv-tools/bin/uv:
 	python3 -m venv $(CURDIR)/.venv-tools

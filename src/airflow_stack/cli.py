@@ -2,6 +2,7 @@
 
     airflow-stack run COMPONENT [ARGS...]   preflight, then exec the component
     airflow-stack healthcheck COMPONENT     the container health probe
+    airflow-stack rotate-fernet-key STEP    record | reencrypt (used by make rotate-fernet-key)
     airflow-stack components                list the components
     airflow-stack ARGS...                   anything else: exec `airflow ARGS...`
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from airflow_stack import components, healthcheck, initdb, preflight, settings
+from airflow_stack import components, healthcheck, initdb, preflight, rotation, settings
 from airflow_stack.errors import StackError
 
 USAGE = __doc__.split("\n\n", 1)[1]
@@ -50,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
             if len(args) != 2:
                 raise StackError("`healthcheck` takes exactly one component")
             return healthcheck.main(args[1])
+        if args[0] == "rotate-fernet-key":
+            if len(args) != 2:
+                raise StackError("`rotate-fernet-key` takes one step", fix="use `record` or `reencrypt`")
+            rotation.main(args[1], os.environ)
+            return 0
         if args[0] == "components":
             for component in components.COMPONENTS.values():
                 print(f"{component.name:14} {' '.join(component.argv) or '(migrate the DB, create the admin user)'}")

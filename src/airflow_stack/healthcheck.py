@@ -15,7 +15,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from airflow_stack import components, settings
+from airflow_stack import components, metadb, settings
 
 HEARTBEAT_THRESHOLD_S = 60
 _HTTP = {
@@ -47,26 +47,16 @@ def _hostnames() -> list[str]:
 def probe_heartbeat(job_type: str) -> str:
     import psycopg2
 
-    url = settings.value(settings.SQL_ALCHEMY_CONN, os.environ) or ""
-    libpq_url = url.replace("postgresql+psycopg2://", "postgresql://", 1)
     try:
-        conn = psycopg2.connect(libpq_url, connect_timeout=5)
+        conn = metadb.connect(os.environ)
     except psycopg2.Error as exc:
         raise Unhealthy(f"cannot reach the metadata DB: {str(exc).strip()}") from None
     try:
-        with conn.cursor() as cursor:
-            cursor.execute(
-                "SELECT EXTRACT(EPOCH FROM now() - latest_heartbeat) FROM job"
-                " WHERE job_type = %s AND state = 'running' AND hostname = ANY(%s)"
-                " ORDER BY latest_heartbeat DESC LIMIT 1",
-                (job_type, _hostnames()),
-            )
-            row = cursor.fetchone()
+        age = metadb.heartbeat_age(conn, job_type, _hostnames())
     finally:
         conn.close()
-    if row is None:
+    if age is None:
         raise Unhealthy(f"no running {job_type} on {_hostnames()} yet")
-    age = float(row[0])
     if age > HEARTBEAT_THRESHOLD_S:
         raise Unhealthy(f"{job_type} heartbeat is {age:.0f} s old (limit {HEARTBEAT_THRESHOLD_S} s)")
     return f"{job_type} heartbeat {age:.1f} s ago"

@@ -3,6 +3,9 @@ the containers write to. Standard library only: it runs before any image exists.
 
     python3 -m airflow_stack.hostinit [--env-file .env] [--logs-dir logs]
     python3 -m airflow_stack.hostinit fernet-key
+    python3 -m airflow_stack.hostinit fernet-add | fernet-drop [--env-file .env]
+        the .env edits of `make rotate-fernet-key`: put a new key in front of the current
+        one, later keep only the first key
 """
 
 from __future__ import annotations
@@ -69,6 +72,46 @@ def write_env_file(path: Path, uid: int) -> bool:
     return True
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    lines = path.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.lstrip().startswith("#"))
+
+
+def set_env_value(path: Path, key: str, value: str) -> None:
+    """Replace `key`'s line in an env file atomically, keeping its mode (600)."""
+    lines = path.read_text().splitlines()
+    found = False
+    for index, line in enumerate(lines):
+        if line.startswith(f"{key}="):
+            lines[index], found = f"{key}={value}", True
+    if not found:
+        lines.append(f"{key}={value}")
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    os.replace(temporary, path)
+
+
+def fernet_add(path: Path) -> str:
+    """Put a new key in front: 'NEW,CURRENT'. Refuses when a rotation is already under way."""
+    current = read_env_file(path).get("AIRFLOW_FERNET_KEY", "")
+    if not current or "," in current:
+        raise SystemExit(
+            f"error: AIRFLOW_FERNET_KEY in {path} is {'a list' if current else 'missing'}; a rotation starts "
+            "from exactly one key.\n       fix: finish the previous rotation with "
+            f"`python3 -m airflow_stack.hostinit fernet-drop --env-file {path}`, or run make init"
+        )
+    set_env_value(path, "AIRFLOW_FERNET_KEY", f"{fernet_key()},{current}")
+    return "rotate-fernet-key: a new key is now first in AIRFLOW_FERNET_KEY; the current one is second"
+
+
+def fernet_drop(path: Path) -> str:
+    keys = read_env_file(path).get("AIRFLOW_FERNET_KEY", "").split(",")
+    set_env_value(path, "AIRFLOW_FERNET_KEY", keys[0])
+    return f"rotate-fernet-key: dropped {len(keys) - 1} old key(s) from AIRFLOW_FERNET_KEY"
+
+
 def prepare_dir(path: Path, uid: int) -> None:
     """Make a bind-mounted folder writable by the container user (uid, group 0)."""
     path.mkdir(parents=True, exist_ok=True)
@@ -79,12 +122,15 @@ def prepare_dir(path: Path, uid: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make init", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", nargs="?", choices=["env", "fernet-key"], default="env")
+    parser.add_argument("command", nargs="?", choices=["env", "fernet-key", "fernet-add", "fernet-drop"], default="env")
     parser.add_argument("--env-file", type=Path, default=Path(".env"))
     parser.add_argument("--logs-dir", type=Path, default=Path("logs"))
     args = parser.parse_args(argv)
     if args.command == "fernet-key":
         print(fernet_key())
+        return 0
+    if args.command in ("fernet-add", "fernet-drop"):
+        print((fernet_add if args.command == "fernet-add" else fernet_drop)(args.env_file))
         return 0
     uid = container_uid()
     if write_env_file(args.env_file, uid):

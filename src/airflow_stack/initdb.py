@@ -1,6 +1,9 @@
-"""The one-shot `init` job: migrate the metadata database and create the admin user.
+"""The one-shot `init` job: record the shared secrets' fingerprints, migrate the metadata
+database and create the admin user.
 
-Both steps are idempotent: running init again on an existing database is harmless.
+Every step is idempotent: running init again on an existing database is harmless. The first
+init records the fingerprints; a later init with a different secret refuses before it
+touches anything (changing a secret on purpose: README "Rotating secrets").
 """
 
 from __future__ import annotations
@@ -8,10 +11,43 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Mapping
 
+from airflow_stack import fingerprints, metadb
 from airflow_stack.errors import StackError
 from airflow_stack.preflight import log
 
+ACCEPT_FLAG = "AIRFLOW_STACK_ACCEPT_NEW_SECRETS"
+
 FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+
+
+def record_fingerprints(env: Mapping[str, str]) -> None:
+    mine = fingerprints.of_environment(env)
+    accepted = {name.strip() for name in env.get(ACCEPT_FLAG, "").split(",") if name.strip()}
+    conn = metadb.connect(env)
+    try:
+        recorded = metadb.read_fingerprints(conn)
+        changed = [n for n in mine if n in recorded and recorded[n] != mine[n]]
+        if "fernet_key" in changed:
+            fingerprints.compare(
+                mine, recorded, "the value recorded by an earlier init",
+                fix="restore the previous AIRFLOW__CORE__FERNET_KEY (connections and variables are encrypted "
+                "with it); to change it, run `make rotate-fernet-key`",
+            )  # fmt: skip
+        refused = {n: v for n, v in mine.items() if n in changed and n not in accepted}
+        if refused:
+            fingerprints.compare(
+                refused, recorded, "the value recorded by an earlier init",
+                fix=f"restore the previous value; to change it on purpose, run init once with "
+                f"{ACCEPT_FLAG}={','.join(refused)} (README 'Rotating secrets')",
+            )  # fmt: skip
+        new = {n: v for n, v in mine.items() if recorded.get(n) != v}
+        if new:
+            metadb.write_fingerprints(conn, new)
+            log(f"recorded secret fingerprints: {fingerprints.describe(new)}")
+        else:
+            log(f"secret fingerprints match the recorded ones: {fingerprints.describe(mine)}")
+    finally:
+        conn.close()
 
 
 def migrate() -> None:
@@ -58,6 +94,7 @@ def create_admin(env: Mapping[str, str]) -> None:
 
 
 def run(env: Mapping[str, str]) -> None:
+    record_fingerprints(env)
     migrate()
     create_admin(env)
     log("init finished")

@@ -1,23 +1,47 @@
-"""The checks a component passes before it is exec'd: required settings present and valid,
-then its database and broker reachable within a bounded time."""
+"""The checks a component passes before it is exec'd, in order, within one deadline:
+
+1. required settings present, the fernet key valid, the JWT secret and API secret key long
+   and not a known default, no empty or well-known password (unless the development flag);
+2. its database and broker reachable (a worker: the api-server's execution API);
+3. its shared secrets' fingerprints equal to those `init` recorded in the metadata DB (a
+   worker: to the api-server's).
+
+Every refusal names the setting and the fix; no secret value is ever printed.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import os
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
+from urllib.parse import unquote, urlsplit
 
-from airflow_stack import settings, waiting
+from airflow_stack import fingerprints, metadb, settings, waiting
 from airflow_stack.components import Component
 from airflow_stack.errors import StackError
 
-DEFAULT_WAIT_TIMEOUT = 60.0
+DEFAULT_WAIT_TIMEOUT = 45.0
+MIN_SECRET_LENGTH = 32
+WEAK_FLAG = "AIRFLOW_STACK_ALLOW_WEAK_SECRETS"
+# Values seen as defaults in quick starts, tutorials and old Airflow releases.
+WELL_KNOWN = frozenset(
+    {"airflow", "admin", "password", "postgres", "redis", "flower", "changeme", "change-me", "secret",
+     "temporary_key", "test", "123456", "12345678", "letmein", "default", "root", "guest"}
+)  # fmt: skip
 
 
 def log(message: str) -> None:
     print(f"airflow-stack: {message}", file=sys.stderr, flush=True)
+
+
+def weak_allowed(env: Mapping[str, str]) -> bool:
+    return env.get(WEAK_FLAG, "").lower() in ("1", "true", "yes")
 
 
 def check_required(component: Component, env: Mapping[str, str]) -> None:
@@ -33,6 +57,10 @@ def check_required(component: Component, env: Mapping[str, str]) -> None:
     fernet = settings.value(settings.FERNET_KEY, env)
     if settings.FERNET_KEY in component.required and fernet is not None:
         check_fernet_key(fernet)
+    for setting in (settings.JWT_SECRET, settings.API_SECRET_KEY):
+        value = settings.value(setting, env)
+        if setting in component.required and value is not None and not weak_allowed(env):
+            check_secret_strength(setting, value)
 
 
 def check_fernet_key(keys: str) -> None:
@@ -51,6 +79,69 @@ def check_fernet_key(keys: str) -> None:
             )
 
 
+def check_secret_strength(setting: settings.Setting, value: str) -> None:
+    if value.lower() in WELL_KNOWN or len(value) < MIN_SECRET_LENGTH:
+        problem = "a well-known default" if value.lower() in WELL_KNOWN else f"shorter than {MIN_SECRET_LENGTH} characters"
+        raise StackError(
+            f"{setting.env} is {problem}: anyone could forge tokens or sessions",
+            setting=setting.ini,
+            fix=f"use a random value of at least {MIN_SECRET_LENGTH} characters "
+            "(`python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`; make init generates one)",
+        )
+
+
+def _url_password(url: str | None) -> str | None:
+    if not url:
+        return None
+    password = urlsplit(url).password
+    return unquote(password) if password else ""
+
+
+def passwords_to_check(component: Component, env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(setting, password) pairs this component uses: DB, broker, Flower basic auth, admin."""
+    found = []
+    if component.waits_for_db:
+        db_setting = settings.RESULT_BACKEND if component.name == "worker" else settings.SQL_ALCHEMY_CONN
+        password = _url_password(settings.value(db_setting, env))
+        if password is not None:
+            found.append((f"the password in {db_setting.env}", password))
+    if component.waits_for_broker:
+        password = _url_password(settings.value(settings.BROKER_URL, env))
+        if password is not None:
+            found.append((f"the password in {settings.BROKER_URL.env}", password))
+    if component.name == "flower":
+        for pair in filter(None, env.get("AIRFLOW__CELERY__FLOWER_BASIC_AUTH", "").split(",")):
+            found.append(("the password in AIRFLOW__CELERY__FLOWER_BASIC_AUTH", pair.partition(":")[2]))
+    if component.name == "init" and env.get("AIRFLOW_ADMIN_USERNAME"):
+        found.append(("AIRFLOW_ADMIN_PASSWORD", env.get("AIRFLOW_ADMIN_PASSWORD", "")))
+    return found
+
+
+def check_passwords(component: Component, env: Mapping[str, str]) -> None:
+    if weak_allowed(env):
+        return
+    for where, password in passwords_to_check(component, env):
+        if not password or password.lower() in WELL_KNOWN:
+            problem = "empty" if not password else "a well-known default"
+            raise StackError(
+                f"{where} is {problem}",
+                setting=where.removeprefix("the password in "),
+                fix="use a random password (make init generates them into .env); "
+                f"for a throwaway development stack only, set {WEAK_FLAG}=true",
+            )
+
+
+class Deadline:
+    """One time budget shared by every wait of a preflight."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return max(1.0, self.end - time.monotonic())
+
+
 def wait_timeout(env: Mapping[str, str]) -> float:
     raw = env.get("AIRFLOW_STACK_WAIT_TIMEOUT", str(DEFAULT_WAIT_TIMEOUT))
     try:
@@ -61,13 +152,13 @@ def wait_timeout(env: Mapping[str, str]) -> float:
         raise StackError(
             f"AIRFLOW_STACK_WAIT_TIMEOUT={raw!r} is not a positive number of seconds",
             setting="AIRFLOW_STACK_WAIT_TIMEOUT",
-            fix="set it to e.g. 60, or unset it",
+            fix="set it to e.g. 45, or unset it",
         )
     return timeout
 
 
-def wait_for_dependencies(component: Component, env: Mapping[str, str]) -> None:
-    timeout = wait_timeout(env)
+def wait_for_dependencies(component: Component, env: Mapping[str, str], deadline: Deadline | None = None) -> None:
+    deadline = deadline or Deadline(wait_timeout(env))
     if component.waits_for_db:
         db_setting = settings.SQL_ALCHEMY_CONN
         url = settings.value(db_setting, env)
@@ -76,16 +167,90 @@ def wait_for_dependencies(component: Component, env: Mapping[str, str]) -> None:
             if backend.startswith("db+"):
                 db_setting, url = settings.RESULT_BACKEND, backend[len("db+") :]
         if url:
-            endpoint = waiting.wait_for_postgres(url, db_setting.env, timeout)
+            endpoint = waiting.wait_for_postgres(url, db_setting.env, deadline.remaining())
             log(f"PostgreSQL at {endpoint} is ready")
     if component.waits_for_broker:
         url = settings.value(settings.BROKER_URL, env)
         if url:
-            endpoint = waiting.wait_for_redis(url, settings.BROKER_URL.env, timeout)
+            endpoint = waiting.wait_for_redis(url, settings.BROKER_URL.env, deadline.remaining())
             log(f"Redis at {endpoint} is ready")
+
+
+def api_server_base(env: Mapping[str, str]) -> str:
+    url = (settings.value(settings.EXECUTION_API_SERVER_URL, env) or "").rstrip("/")
+    return url.removesuffix("/execution")
+
+
+def fetch_api_server_fingerprints(env: Mapping[str, str], deadline: Deadline) -> dict[str, str]:
+    """The api-server's fingerprints; waits (bounded) for its execution API to answer."""
+    base = api_server_base(env)
+    setting = settings.EXECUTION_API_SERVER_URL
+    last_error = "no attempt made"
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/execution/health", timeout=5):
+                pass
+            with urllib.request.urlopen(f"{base}/airflow-stack/fingerprints", timeout=5) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500:
+                raise StackError(
+                    f"the api-server at {base} answered {exc.code} for {exc.url}",
+                    setting=setting.env,
+                    fix="point it at an api-server running this image (it serves /execution and /airflow-stack)",
+                ) from None
+            last_error = f"HTTP {exc.code}"
+        except OSError as exc:
+            last_error = str(getattr(exc, "reason", exc))
+        if deadline.end - time.monotonic() <= 0:
+            raise StackError(
+                f"the api-server's execution API at {base}/execution/ did not answer within "
+                f"{deadline.seconds:.0f} s (last error: {last_error})",
+                setting=setting.env,
+                fix="start the api-server or correct the URL; workers must reach it to run tasks",
+            )
+        time.sleep(1)
+
+
+def check_fingerprints(component: Component, env: Mapping[str, str], deadline: Deadline) -> None:
+    mine = {
+        name: value
+        for name, value in fingerprints.of_environment(env).items()
+        if fingerprints.SHARED[name] in component.required
+    }
+    if not mine or component.name == "init":
+        return  # init records them (initdb); flower shares none
+    log(f"secret fingerprints: {fingerprints.describe(mine)}")
+    if component.name == "worker":
+        reference = fetch_api_server_fingerprints(env, deadline)
+        log(f"the api-server's execution API at {api_server_base(env)} answers")
+        fingerprints.compare(
+            mine, reference, "the api-server's",
+            fix="give every container the same value (locally: the one in .env; on ECS: the same Secrets Manager secret)",
+        )  # fmt: skip
+        return
+    conn = metadb.connect(env)
+    try:
+        recorded = metadb.read_fingerprints(conn)
+    finally:
+        conn.close()
+    if not recorded:
+        raise StackError(
+            "the metadata DB holds no fingerprints of the shared secrets yet",
+            setting=metadb.FINGERPRINT_TABLE,
+            fix="run init first (`airflow-stack run init`; compose does it before every component)",
+        )
+    fingerprints.compare(
+        mine, recorded, "the value recorded by init",
+        fix="give every container the same value (locally: the one in .env; on ECS: the same Secrets Manager "
+        "secret); to change it on purpose, follow README 'Rotating secrets'",
+    )  # fmt: skip
 
 
 def run(component: Component, env: Mapping[str, str] | None = None) -> None:
     env = os.environ if env is None else env
     check_required(component, env)
-    wait_for_dependencies(component, env)
+    check_passwords(component, env)
+    deadline = Deadline(wait_timeout(env))
+    wait_for_dependencies(component, env, deadline)
+    check_fingerprints(component, env, deadline)
