@@ -25,6 +25,7 @@ PROJECT = "airflow-stack-e2e"
 UI_PORT = int(os.environ.get("E2E_UI_PORT", "18080"))
 FLOWER_PORT = int(os.environ.get("E2E_FLOWER_PORT", "15555"))
 UP_TIMEOUT = 300
+DAG_ID = "hello_celery"
 
 
 class Stack:
@@ -53,9 +54,10 @@ class Stack:
                 f"AIRFLOW_LOGS_DIR={self.logs_dir}\nAIRFLOW_DAGS_DIR={ROOT / 'dags'}\n"
             )
         hostinit.prepare_dir(self.logs_dir, uid)
-        self.env = dict(
-            line.split("=", 1) for line in self.env_file.read_text().splitlines() if line and line[0] != "#"
-        )
+        self.reload_env()
+
+    def reload_env(self) -> None:
+        self.env = hostinit.read_env_file(self.env_file)
 
     def run(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
         result = subprocess.run([*self.compose, *args], capture_output=True, text=True, timeout=timeout)
@@ -104,6 +106,23 @@ def poll(what: str, probe: Callable[[], object], timeout: float, diagnostics: Ca
             return last
         time.sleep(1)
     pytest.fail(f"{what} not reached within {timeout:.0f} s (last: {last!r})\n{diagnostics()}")
+
+
+def trigger_and_wait(stack: Stack, api: httpx.Client) -> str:
+    poll("DAG parsed", lambda: api.get(f"/dags/{DAG_ID}").status_code == 200, 120, lambda: stack.logs("dag-processor"))
+    assert api.patch(f"/dags/{DAG_ID}", json={"is_paused": False}).status_code == 200
+    created = api.post(f"/dags/{DAG_ID}/dagRuns", json={"logical_date": None})
+    assert created.status_code == 200, created.text
+    run_id = created.json()["dag_run_id"]
+
+    def finished():
+        state = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}").json()["state"]
+        return state if state in ("success", "failed") else None
+
+    state = poll(f"run {run_id} finished", finished, 180, lambda: stack.logs("scheduler", "worker"))
+    assert state == "success", stack.logs("scheduler", "worker")
+    return run_id
+
 
 
 @pytest.hookimpl(wrapper=True)

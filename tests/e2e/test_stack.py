@@ -15,26 +15,9 @@ import pytest
 
 from airflow_stack.stackwait import read_states
 
-from .conftest import ARTIFACTS, Stack, poll
+from .conftest import ARTIFACTS, DAG_ID, Stack, trigger_and_wait
 
-DAG_ID = "hello_celery"
 AIRFLOW_SERVICES = ["api-server", "scheduler", "dag-processor", "triggerer", "worker", "flower"]
-
-
-def trigger_and_wait(stack: Stack, api: httpx.Client) -> str:
-    poll("DAG parsed", lambda: api.get(f"/dags/{DAG_ID}").status_code == 200, 120, lambda: stack.logs("dag-processor"))
-    assert api.patch(f"/dags/{DAG_ID}", json={"is_paused": False}).status_code == 200
-    created = api.post(f"/dags/{DAG_ID}/dagRuns", json={"logical_date": None})
-    assert created.status_code == 200, created.text
-    run_id = created.json()["dag_run_id"]
-
-    def finished():
-        state = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}").json()["state"]
-        return state if state in ("success", "failed") else None
-
-    state = poll(f"run {run_id} finished", finished, 180, lambda: stack.logs("scheduler", "worker"))
-    assert state == "success", stack.logs("scheduler", "worker")
-    return run_id
 
 
 @pytest.fixture(scope="module")

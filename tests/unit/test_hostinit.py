@@ -45,3 +45,29 @@ def test_main_reports_and_prepares_logs_dir(tmp_path, capsys):
     assert hostinit.main(args) == 0
     assert "left unchanged" in capsys.readouterr().out
     assert (tmp_path / "logs").is_dir()
+
+
+def test_fernet_rotation_edits_keep_other_lines_and_the_private_mode(tmp_path):
+    env_file = tmp_path / ".env"
+    hostinit.write_env_file(env_file, 1000)
+    before = read_env(env_file)
+    hostinit.fernet_add(env_file)
+    during = read_env(env_file)
+    new, old = during["AIRFLOW_FERNET_KEY"].split(",")
+    assert old == before["AIRFLOW_FERNET_KEY"] and new != old
+    assert {k: v for k, v in during.items() if k != "AIRFLOW_FERNET_KEY"} == {
+        k: v for k, v in before.items() if k != "AIRFLOW_FERNET_KEY"
+    }
+    hostinit.fernet_drop(env_file)
+    assert read_env(env_file)["AIRFLOW_FERNET_KEY"] == new
+    assert stat.S_IMODE(os.stat(env_file).st_mode) == 0o600
+
+
+def test_a_second_rotation_cannot_start_before_the_first_ends(tmp_path):
+    env_file = tmp_path / ".env"
+    hostinit.write_env_file(env_file, 1000)
+    hostinit.fernet_add(env_file)
+    import pytest
+
+    with pytest.raises(SystemExit, match="a rotation starts from exactly one key"):
+        hostinit.fernet_add(env_file)

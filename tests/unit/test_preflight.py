@@ -13,9 +13,9 @@ def full_env() -> dict[str, str]:
         settings.FERNET_KEY.env: hostinit.fernet_key(),
         settings.JWT_SECRET.env: "j" * 64,
         settings.API_SECRET_KEY.env: "s" * 64,
-        settings.SQL_ALCHEMY_CONN.env: "postgresql+psycopg2://u:p@db/airflow",
-        settings.BROKER_URL.env: "redis://:p@redis:6379/0",
-        settings.RESULT_BACKEND.env: "db+postgresql://u:p@db/airflow",
+        settings.SQL_ALCHEMY_CONN.env: "postgresql+psycopg2://u:Zq8-pass@db/airflow",
+        settings.BROKER_URL.env: "redis://:Zq8-pass@redis:6379/0",
+        settings.RESULT_BACKEND.env: "db+postgresql://u:Zq8-pass@db/airflow",
         settings.EXECUTION_API_SERVER_URL.env: "http://api-server:8080/execution/",
     }
 
@@ -81,3 +81,54 @@ def test_unreachable_broker_fails_naming_host_and_port(unused_port):
         preflight.wait_for_dependencies(components.get("flower"), env)
     assert f"Redis at 127.0.0.1:{unused_port}" in refusal.value.problem
     assert refusal.value.setting == settings.BROKER_URL.env
+
+
+@pytest.mark.parametrize("setting", [settings.JWT_SECRET, settings.API_SECRET_KEY])
+@pytest.mark.parametrize(("value", "problem"), [("airflow", "well-known default"), ("x" * 31, "shorter than 32")])
+def test_weak_jwt_secret_or_api_secret_key_is_refused(setting, value, problem):
+    env = full_env() | {setting.env: value}
+    with pytest.raises(StackError) as refusal:
+        preflight.check_required(components.get("api-server"), env)
+    assert setting.env in refusal.value.problem and problem in refusal.value.problem
+    assert value not in refusal.value.render().replace(setting.env, "")
+
+
+@pytest.mark.parametrize(
+    ("name", "variable", "value", "named"),
+    [
+        ("scheduler", settings.SQL_ALCHEMY_CONN.env, "postgresql+psycopg2://airflow:airflow@db/airflow",
+         settings.SQL_ALCHEMY_CONN.env),
+        ("scheduler", settings.BROKER_URL.env, "redis://redis:6379/0", settings.BROKER_URL.env),
+        ("worker", settings.RESULT_BACKEND.env, "db+postgresql://airflow:postgres@db/airflow",
+         settings.RESULT_BACKEND.env),
+        ("flower", "AIRFLOW__CELERY__FLOWER_BASIC_AUTH", "admin:admin", "AIRFLOW__CELERY__FLOWER_BASIC_AUTH"),
+        ("init", "AIRFLOW_ADMIN_PASSWORD", "", "AIRFLOW_ADMIN_PASSWORD"),
+    ],
+)  # fmt: skip
+def test_empty_or_well_known_password_is_refused(name, variable, value, named):
+    env = full_env() | {"AIRFLOW_ADMIN_USERNAME": "admin", "AIRFLOW_ADMIN_PASSWORD": "Zq8-random-enough"}
+    env[variable] = value
+    with pytest.raises(StackError) as refusal:
+        preflight.check_passwords(components.get(name), env)
+    assert named in refusal.value.problem
+    assert preflight.WEAK_FLAG in refusal.value.fix
+    preflight.check_passwords(components.get(name), env | {preflight.WEAK_FLAG: "true"})
+
+
+def test_generated_passwords_pass():
+    env = full_env() | {"AIRFLOW__CELERY__FLOWER_BASIC_AUTH": "flower:Zq8-random-enough"}
+    for name in components.COMPONENTS:
+        preflight.check_passwords(components.get(name), env)
+
+
+def test_api_server_base_is_derived_from_the_execution_url():
+    env = {settings.EXECUTION_API_SERVER_URL.env: "http://api-server:8080/execution/"}
+    assert preflight.api_server_base(env) == "http://api-server:8080"
+
+
+def test_worker_refuses_when_the_api_server_never_answers(unused_port):
+    env = full_env() | {settings.EXECUTION_API_SERVER_URL.env: f"http://127.0.0.1:{unused_port}/execution/"}
+    with pytest.raises(StackError) as refusal:
+        preflight.fetch_api_server_fingerprints(env, preflight.Deadline(1))
+    assert f"127.0.0.1:{unused_port}/execution/ did not answer within 1 s" in refusal.value.problem
+    assert refusal.value.setting == settings.EXECUTION_API_SERVER_URL.env

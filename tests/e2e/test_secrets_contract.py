@@ -1,0 +1,123 @@
+"""The secrets contract on the running stack: a component with a secret that differs from the
+others' refuses to start within 60 s, naming it, while the stack keeps running DAGs; bad
+settings are refused with a clear message; the fernet key rotates without losing a connection.
+
+Shares the session's stack with test_stack.py.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import time
+
+import pytest
+
+from airflow_stack import hostinit
+from airflow_stack.stackwait import read_states
+
+from .conftest import ROOT, Stack, trigger_and_wait
+
+REFUSAL_BOUND_S = 60
+
+
+def start_one_off(stack: Stack, service: str, *env: str) -> tuple[subprocess.CompletedProcess, float]:
+    """Start one more container of `service` with extra environment; return how it ended."""
+    args = ["run", "--rm", "--no-deps"]
+    for pair in env:
+        args += ["-e", pair]
+    started = time.monotonic()
+    result = stack.run(*args, service, check=False, timeout=REFUSAL_BOUND_S + 60)
+    return result, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    ("service", "variable"),
+    [
+        ("scheduler", "AIRFLOW__CORE__FERNET_KEY"),
+        ("api-server", "AIRFLOW__API_AUTH__JWT_SECRET"),
+        ("triggerer", "AIRFLOW__API__SECRET_KEY"),
+        ("worker", "AIRFLOW__CORE__FERNET_KEY"),
+        ("worker", "AIRFLOW__API_AUTH__JWT_SECRET"),
+        ("worker", "AIRFLOW__API__SECRET_KEY"),
+    ],
+)
+def test_component_with_a_different_secret_refuses_naming_it(stack: Stack, service: str, variable: str):
+    other = hostinit.fernet_key() if variable.endswith("FERNET_KEY") else secrets.token_urlsafe(48)
+    result, elapsed = start_one_off(stack, service, f"{variable}={other}")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert elapsed < REFUSAL_BOUND_S
+    assert f"error: {variable} differs from" in result.stderr, output
+    assert "fix:" in result.stderr
+    assert other not in output
+    print(f"\n{service} with a different {variable}: refused in {elapsed:.1f} s")
+
+
+@pytest.mark.parametrize(
+    ("service", "pair", "expected"),
+    [
+        ("scheduler", "AIRFLOW__CORE__FERNET_KEY=not-a-fernet-key", "is not a valid Fernet key"),
+        ("dag-processor", "AIRFLOW__API__SECRET_KEY=", "AIRFLOW__API__SECRET_KEY"),
+        ("api-server", "AIRFLOW__API_AUTH__JWT_SECRET=temporary_key", "is a well-known default"),
+        ("flower", "AIRFLOW__CELERY__BROKER_URL=redis://:Zq8-not-here@redis-gone:6379/0",
+         "Redis at redis-gone:6379 did not answer"),
+        ("flower", "AIRFLOW__CELERY__FLOWER_BASIC_AUTH=flower:admin", "AIRFLOW__CELERY__FLOWER_BASIC_AUTH is a well-known"),
+    ],
+)  # fmt: skip
+def test_bad_setting_is_refused_with_a_clear_message(stack: Stack, service: str, pair: str, expected: str):
+    result, elapsed = start_one_off(stack, service, pair, "AIRFLOW_STACK_WAIT_TIMEOUT=5")
+    assert result.returncode != 0
+    assert expected in result.stderr, result.stdout + result.stderr
+    assert "fix:" in result.stderr
+    print(f"\n{service} with {pair.split('=')[0]} bad: refused in {elapsed:.1f} s")
+
+
+def test_the_stack_is_unaffected_by_refused_components(stack: Stack):
+    states = {s.service: s for s in read_states(stack.compose)}
+    unhealthy = {n: (s.state, s.health) for n, s in states.items() if n != "init" and s.health != "healthy"}
+    assert not unhealthy
+    with stack.api() as api:
+        trigger_and_wait(stack, api)
+
+
+def test_fernet_key_rotation_keeps_connections_readable_and_drops_the_old_key(stack: Stack):
+    old_key = stack.env["AIRFLOW_FERNET_KEY"]
+    with stack.api() as api:
+        created = api.post(
+            "/connections",
+            json={"connection_id": "rotation_probe", "conn_type": "http", "host": "example.invalid",
+                  "login": "user", "password": "before-rotation-Zq8"},
+        )  # fmt: skip
+        assert created.status_code == 201, created.text
+
+    make = subprocess.run(
+        ["make", "-C", str(ROOT), "rotate-fernet-key", f"COMPOSE={' '.join(stack.compose)}",
+         f"ENV_FILE={stack.env_file}"],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert make.returncode == 0, make.stdout[-5000:] + make.stderr[-5000:] + stack.logs(tail=50)
+    stack.reload_env()
+    new_key = stack.env["AIRFLOW_FERNET_KEY"]
+    assert "," not in new_key and new_key != old_key
+
+    shown = stack.run("exec", "-T", "scheduler", "airflow", "connections", "get", "rotation_probe", "-o", "json")
+    assert "before-rotation-Zq8" in shown.stdout
+
+    # The stored ciphertext opens with the new key and no longer with the old one.
+    check = (
+        "import os; from cryptography.fernet import Fernet, InvalidToken; from airflow_stack import metadb\n"
+        "conn = metadb.connect(os.environ); cur = conn.cursor()\n"
+        "cur.execute(\"SELECT password FROM connection WHERE conn_id = 'rotation_probe'\")\n"
+        "token = cur.fetchone()[0].encode()\n"
+        "print('new:', Fernet(os.environ['NEW']).decrypt(token).decode())\n"
+        "try:\n    Fernet(os.environ['OLD']).decrypt(token); print('old: opens')\n"
+        "except InvalidToken:\n    print('old: InvalidToken')\n"
+    )
+    opened = stack.run(
+        "exec", "-T", "-e", f"NEW={new_key}", "-e", f"OLD={old_key}", "scheduler", "python3", "-c", check
+    )
+    assert "new: before-rotation-Zq8" in opened.stdout and "old: InvalidToken" in opened.stdout, opened.stdout
+
+    result, _ = start_one_off(stack, "scheduler", f"AIRFLOW__CORE__FERNET_KEY={old_key}")
+    assert result.returncode != 0 and "AIRFLOW__CORE__FERNET_KEY differs" in result.stderr
