@@ -40,6 +40,7 @@ def start_one_off(stack: Stack, service: str, *env: str) -> tuple[subprocess.Com
         ("worker", "AIRFLOW__CORE__FERNET_KEY"),
         ("worker", "AIRFLOW__API_AUTH__JWT_SECRET"),
         ("worker", "AIRFLOW__API__SECRET_KEY"),
+        ("init", "AIRFLOW__API__SECRET_KEY"),
     ],
 )
 def test_component_with_a_different_secret_refuses_naming_it(stack: Stack, service: str, variable: str):
@@ -71,6 +72,22 @@ def test_bad_setting_is_refused_with_a_clear_message(stack: Stack, service: str,
     assert expected in result.stderr, result.stdout + result.stderr
     assert "fix:" in result.stderr
     print(f"\n{service} with {pair.split('=')[0]} bad: refused in {elapsed:.1f} s")
+
+
+def test_init_records_a_changed_secret_only_when_told_to(stack: Stack):
+    current = stack.env["AIRFLOW_API_SECRET_KEY"]
+    new = secrets.token_urlsafe(48)
+    accept = "AIRFLOW_STACK_ACCEPT_NEW_SECRETS=secret_key"
+    try:
+        result, _ = start_one_off(stack, "init", f"AIRFLOW__API__SECRET_KEY={new}", accept)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "recorded secret fingerprints: secret_key" in result.stderr
+        # Now the running stack's value is the old one: a component started with it is refused.
+        refused, _ = start_one_off(stack, "triggerer")
+        assert refused.returncode != 0 and "AIRFLOW__API__SECRET_KEY differs" in refused.stderr
+    finally:
+        restored, _ = start_one_off(stack, "init", f"AIRFLOW__API__SECRET_KEY={current}", accept)
+        assert restored.returncode == 0, restored.stderr[-3000:]
 
 
 def test_the_stack_is_unaffected_by_refused_components(stack: Stack):
