@@ -8,12 +8,16 @@ AIRFLOW_IMAGE     ?= airflow-stack:latest
 PYTHON_BASE_IMAGE ?= python:3.13-slim-trixie
 POSTGRES_IMAGE    ?= postgres:17
 REDIS_IMAGE       ?= redis:8
+S3_LOCAL_IMAGE    ?= airflow-stack-s3-local:latest
 # Extra CA bundle for TLS-intercepting proxies, handed to the build as a secret (never in a
 # layer). Defaults to the host's trust store where it exists; set empty to pass none.
 CA_BUNDLE         ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 REGISTRY          ?=
 UP_TIMEOUT        ?= 300
 UV_VERSION        := 0.13.9
+# End-to-end modules in the order they share one stack; the S3 one switches it to S3 logs, last.
+E2E_TESTS         := tests/e2e/test_stack.py tests/e2e/test_secrets_contract.py \
+                     tests/e2e/test_bootstrap.py tests/e2e/test_s3_logs.py
 # The compose command and env file the stack targets use (the tests point them elsewhere).
 COMPOSE           ?= docker compose
 ENV_FILE          ?= .env
@@ -23,7 +27,7 @@ REVISION := $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
 CREATED  := $(shell git log -1 --format=%cI 2>/dev/null || echo 1970-01-01T00:00:00Z)
 
 comma := ,
-export AIRFLOW_IMAGE POSTGRES_IMAGE REDIS_IMAGE PYTHON_BASE_IMAGE
+export AIRFLOW_IMAGE POSTGRES_IMAGE REDIS_IMAGE PYTHON_BASE_IMAGE S3_LOCAL_IMAGE
 HOST_PY := PYTHONPATH=$(CURDIR)/src python3
 UV      := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.venv-tools/bin/uv)
 
@@ -56,11 +60,13 @@ base-images: ## build stand-in base images from Debian packages where none can b
 	@bash scripts/base-images.sh
 
 .PHONY: build
-build: base-images ## build the Airflow image (AIRFLOW_IMAGE, default airflow-stack:latest)
+build: base-images ## build the Airflow image (AIRFLOW_IMAGE) and the local S3 image (S3_LOCAL_IMAGE)
 	docker build $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) \
 		--build-arg PYTHON_BASE_IMAGE=$(PYTHON_BASE_IMAGE) \
 		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg CREATED=$(CREATED) \
 		-t $(AIRFLOW_IMAGE) .
+	docker build $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) --quiet \
+		--build-arg PYTHON_BASE_IMAGE=$(PYTHON_BASE_IMAGE) -t $(S3_LOCAL_IMAGE) dev/moto >/dev/null
 
 .PHONY: push
 push: ## tag and push the image: make push REGISTRY=host/path [VERSION=tag]
@@ -106,4 +112,4 @@ test-unit: $(UV) ## unit tests of the package (no Docker)
 
 .PHONY: test
 test: $(UV) build ## unit tests, then the end-to-end suite on the real compose file
-	$(UV) run --frozen --group test pytest tests/unit tests/e2e
+	$(UV) run --frozen --group test pytest tests/unit $(E2E_TESTS)

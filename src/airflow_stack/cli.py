@@ -2,7 +2,9 @@
 
     airflow-stack run COMPONENT [ARGS...]   preflight, then exec the component
     airflow-stack healthcheck COMPONENT     the container health probe
+    airflow-stack bootstrap                 apply the connections/variables/pools file (= run bootstrap)
     airflow-stack rotate-fernet-key STEP    record | reencrypt (used by make rotate-fernet-key)
+    airflow-stack groom-logs [--once]       delete local logs older than the retention
     airflow-stack components                list the components
     airflow-stack ARGS...                   anything else: exec `airflow ARGS...`
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
-from airflow_stack import components, healthcheck, initdb, preflight, rotation, settings
+from airflow_stack import bootstrap, components, healthcheck, initdb, loggroom, preflight, rotation, s3logs, settings
 from airflow_stack.errors import StackError
 
 USAGE = __doc__.split("\n\n", 1)[1]
@@ -28,8 +30,9 @@ def exec_command(argv: list[str]) -> None:
 def run(name: str, extra: list[str]) -> None:
     component = components.get(name)
     preflight.run(component)
-    if component.name == "init":
-        initdb.run(os.environ)
+    one_shot_jobs = {"init": initdb.run, "bootstrap": bootstrap.run}
+    if component.name in one_shot_jobs:
+        one_shot_jobs[component.name](os.environ)
         return
     preflight.log(f"starting {component.name}: {' '.join(component.argv + tuple(extra))}")
     exec_command([*component.argv, *extra])
@@ -39,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
         settings.resolve_file_twins(os.environ)
+        s3logs.configure(os.environ)
         if not args or args[0] in ("-h", "--help", "help"):
             print(USAGE)
             return 0
@@ -46,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
             if len(args) < 2:
                 raise StackError("`run` needs a component", fix=f"use one of: {', '.join(components.COMPONENTS)}")
             run(args[1], args[2:])
+            return 0
+        if args[0] == "bootstrap":
+            run("bootstrap", args[1:])
+            return 0
+        if args[0] == "groom-logs":
+            loggroom.main(args[1:], os.environ)
             return 0
         if args[0] == "healthcheck":
             if len(args) != 2:
@@ -58,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args[0] == "components":
             for component in components.COMPONENTS.values():
-                print(f"{component.name:14} {' '.join(component.argv) or '(migrate the DB, create the admin user)'}")
+                print(f"{component.name:14} {' '.join(component.argv) or '(one-shot job)'}")
             return 0
         exec_command(["airflow", *args])
     except StackError as exc:

@@ -22,7 +22,7 @@ _SHARED_SECRETS = (settings.FERNET_KEY, settings.JWT_SECRET, settings.API_SECRET
 @dataclass(frozen=True)
 class Component:
     name: str
-    argv: tuple[str, ...]  # empty: handled in-process (init)
+    argv: tuple[str, ...]  # empty: one-shot jobs run in-process (init, bootstrap)
     required: tuple[Setting, ...]
     waits_for_db: bool
     waits_for_broker: bool
@@ -77,6 +77,13 @@ COMPONENTS: dict[str, Component] = {
             "init",
             (),
             (*_SHARED_SECRETS, settings.SQL_ALCHEMY_CONN),
+            waits_for_db=True,
+            waits_for_broker=False,
+        ),
+        Component(
+            "bootstrap",
+            (),
+            (settings.FERNET_KEY, settings.SQL_ALCHEMY_CONN),
             waits_for_db=True,
             waits_for_broker=False,
         ),

@@ -4,7 +4,8 @@
    and not a known default, no empty or well-known password (unless the development flag);
 2. its database and broker reachable (a worker: the api-server's execution API);
 3. its shared secrets' fingerprints equal to those `init` recorded in the metadata DB (a
-   worker: to the api-server's).
+   worker: to the api-server's);
+4. with S3 remote logging on, a probe object written to and deleted from the log prefix.
 
 Every refusal names the setting and the fix; no secret value is ever printed.
 """
@@ -22,7 +23,7 @@ import urllib.request
 from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit
 
-from airflow_stack import fingerprints, metadb, settings, waiting
+from airflow_stack import fingerprints, metadb, s3logs, settings, waiting
 from airflow_stack.components import Component
 from airflow_stack.errors import StackError
 
@@ -254,3 +255,5 @@ def run(component: Component, env: Mapping[str, str] | None = None) -> None:
     deadline = Deadline(wait_timeout(env))
     wait_for_dependencies(component, env, deadline)
     check_fingerprints(component, env, deadline)
+    if component.name in s3logs.COMPONENTS and s3logs.enabled(env):
+        log(f"remote logging: wrote and deleted {s3logs.probe(env)}")

@@ -4,7 +4,7 @@ Host side, standard library only. Reads `docker compose ps --all --format json`:
 with a healthcheck must be `healthy`, one without must be running, and one-shot jobs must
 have exited 0. On failure or timeout it prints the logs of the services that are not ready.
 
-    python3 -m airflow_stack.stackwait [--timeout 300] [--one-shot init] [-- COMPOSE COMMAND]
+    python3 -m airflow_stack.stackwait [--timeout 300] [--one-shot SERVICE] [-- COMPOSE COMMAND]
 """
 
 from __future__ import annotations
@@ -79,12 +79,12 @@ def wait(compose: list[str], timeout: float, one_shot: set[str], out=sys.stdout)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stackwait", description=__doc__.split("\n\n")[0])
     parser.add_argument("--timeout", type=float, default=300)
-    parser.add_argument("--one-shot", action="append", default=None, help="services that run once (init)")
+    parser.add_argument("--one-shot", action="append", default=None, help="services that run once (default: init, bootstrap)")
     parser.add_argument("compose", nargs="*", help="the compose command (default: docker compose)")
     args = parser.parse_args(argv)
     compose = args.compose or ["docker", "compose"]
     try:
-        return 0 if wait(compose, args.timeout, set(args.one_shot or ["init"])) else 1
+        return 0 if wait(compose, args.timeout, set(args.one_shot or ["init", "bootstrap"])) else 1
     except RuntimeError as exc:
         print(f"error: `{' '.join(compose)} ps` failed: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,72 @@
+"""Task logs in S3 (the `s3` profile's moto server): the stack is switched to remote logging,
+a task's log stays readable through the REST API after its worker container is gone, the
+object is in the bucket at the expected key, and a missing bucket stops a component."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_stack.stackwait import read_states
+
+from .conftest import DAG_ID, Stack, trigger_and_wait
+
+BUCKET = "airflow-logs"
+PREFIX = "e2e"
+
+
+@pytest.fixture(scope="module")
+def s3_stack(stack: Stack) -> Stack:
+    with stack.env_file.open("a") as handle:
+        handle.write(
+            "COMPOSE_PROFILES=s3\n"
+            f"AIRFLOW_STACK_LOGS_S3_URL=s3://{BUCKET}/{PREFIX}\n"
+            "AIRFLOW_STACK_S3_ENDPOINT_URL=http://s3:5000\n"
+            "AWS_ACCESS_KEY_ID=local\nAWS_SECRET_ACCESS_KEY=local\nAWS_DEFAULT_REGION=us-east-1\n"
+        )
+    stack.reload_env()
+    stack.up()
+    return stack
+
+
+def bucket_keys(stack: Stack) -> list[str]:
+    listing = (
+        "import boto3\n"
+        "c = boto3.client('s3', endpoint_url='http://127.0.0.1:5000', region_name='us-east-1',"
+        " aws_access_key_id='x', aws_secret_access_key='x')\n"
+        f"print('\\n'.join(o['Key'] for o in c.list_objects_v2(Bucket='{BUCKET}').get('Contents', [])))\n"
+    )
+    return stack.run("exec", "-T", "s3", "/opt/moto/bin/python", "-c", listing).stdout.split()
+
+
+def test_components_probed_the_bucket_at_start(s3_stack: Stack):
+    for service in ("api-server", "worker", "triggerer"):
+        assert f"remote logging: wrote and deleted s3://{BUCKET}/{PREFIX}/.airflow-stack-probe/" in s3_stack.logs(
+            service
+        ), service
+
+
+def test_task_log_is_read_from_s3_after_the_worker_is_gone(s3_stack: Stack):
+    with s3_stack.api() as api:
+        run_id = trigger_and_wait(s3_stack, api)
+    key = f"{PREFIX}/dag_id={DAG_ID}/run_id={run_id}/task_id=greet/attempt=1.log"
+    assert key in bucket_keys(s3_stack)
+
+    s3_stack.run("rm", "--stop", "--force", "worker")
+    assert "worker" not in {s.service for s in read_states(s3_stack.compose)}
+    with s3_stack.api() as api:
+        log = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/greet/logs/1")
+    assert log.status_code == 200, log.text
+    events = [entry.get("event", "") for entry in log.json()["content"]]
+    assert f"s3://{BUCKET}/{key}" in events, events[:5]
+    assert any("hello from" in event for event in events)
+    s3_stack.run("up", "-d", "worker")
+
+
+def test_a_missing_bucket_stops_the_component_naming_it(s3_stack: Stack):
+    result = s3_stack.run(
+        "run", "--rm", "--no-deps", "-e", "AIRFLOW_STACK_LOGS_S3_URL=s3://no-such-bucket/logs", "triggerer",
+        check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "the task-log bucket 'no-such-bucket' does not exist" in result.stderr, result.stderr[-2000:]
+    assert "AIRFLOW_STACK_LOGS_S3_URL" in result.stderr

@@ -1,0 +1,108 @@
+"""The bootstrap file: references, validation with line numbers, nothing half-read."""
+
+from pathlib import Path
+
+import pytest
+
+from airflow_stack import bootstrap
+from airflow_stack.errors import StackError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path, text: str) -> Path:
+    path = tmp_path / "connections.yaml"
+    path.write_text(text)
+    return path
+
+
+def refusal(path, env=None) -> str:
+    with pytest.raises(StackError) as caught:
+        bootstrap.load(path, env or {})
+    assert caught.value.setting == bootstrap.FILE_SETTING
+    assert "nothing was applied" in caught.value.problem
+    return caught.value.problem
+
+
+def test_the_shipped_file_is_valid_without_any_environment():
+    spec = bootstrap.load(ROOT / "config" / "connections.yaml", {})
+    assert set(spec.connections) == {"aws_default", "s3_Airflow_Logs"}
+    assert spec.connections["s3_Airflow_Logs"].conn_type == "aws"
+    assert spec.connections["s3_Airflow_Logs"].login == ""
+
+
+def test_references_resolve_from_environment_defaults_and_files(tmp_path):
+    secret = tmp_path / "token"
+    secret.write_text("from-a-file\n")
+    path = write(tmp_path, f"""
+connections:
+  api:
+    conn_type: http
+    host: ${{API_HOST}}
+    port: 8443
+    password: ${{file:{secret}}}
+    extra: {{region: "${{REGION:-eu-west-1}}", retries: 3}}
+variables:
+  environment: ${{ENVIRONMENT:-local}}
+  limits: {{max: 5}}
+pools:
+  etl: {{slots: 4, description: ETL jobs}}
+""")
+    spec = bootstrap.load(path, {"API_HOST": "api.internal"})
+    api = spec.connections["api"]
+    assert (api.host, api.port, api.password) == ("api.internal", 8443, "from-a-file")
+    assert api.extra == {"region": "eu-west-1", "retries": 3}
+    assert spec.variables == {"environment": "local", "limits": {"max": 5}}
+    assert spec.pools["etl"].slots == 4
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = write(tmp_path, "connections:\n  a:\n    conn_type: http\n   host: [unclosed\n")
+    assert f"{path}:4" in refusal(path) or f"{path}:3" in refusal(path)
+
+
+def test_unknown_field_names_line_and_field(tmp_path):
+    path = write(tmp_path, "connections:\n  api:\n    conn_type: http\n    hostname: x\n")
+    message = refusal(path)
+    assert f"{path}:4: connections.api.hostname: Extra inputs are not permitted" in message
+
+
+def test_wrong_type_names_line_and_field(tmp_path):
+    path = write(tmp_path, "pools:\n  etl:\n    slots: many\n")
+    assert f"{path}:3: pools.etl.slots:" in refusal(path)
+
+
+def test_missing_environment_variable_is_named_without_its_value(tmp_path):
+    path = write(tmp_path, "connections:\n  db:\n    conn_type: postgres\n    password: ${DB_PASSWORD}\n")
+    message = refusal(path)
+    assert f"{path}:4: connections.db.password: environment variable DB_PASSWORD is not set" in message
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    path = write(tmp_path, "connections:\n  a:\n    host: x\n  b:\n    conn_type: http\n    port: ${NOPE}\n")
+    message = refusal(path)
+    assert "2 problem(s)" in message or "3 problem(s)" in message
+    assert "connections.a.conn_type: Field required" in message
+    assert "NOPE is not set" in message
+
+
+def test_unreadable_secret_file_is_named(tmp_path):
+    path = write(tmp_path, "connections:\n  a:\n    conn_type: http\n    password: ${file:/nonexistent/secret}\n")
+    assert "cannot read /nonexistent/secret" in refusal(path)
+
+
+def test_python_tags_are_refused(tmp_path):
+    path = write(tmp_path, "variables:\n  x: !!python/object/apply:os.system ['true']\n")
+    assert "unsupported YAML tag tag:yaml.org,2002:python/object/apply:os.system" in refusal(path)
+
+
+def test_missing_file_names_the_setting(tmp_path):
+    with pytest.raises(StackError) as caught:
+        bootstrap.load(tmp_path / "absent.yaml", {})
+    assert caught.value.setting == bootstrap.FILE_SETTING
+
+
+def test_secret_values_never_appear_in_the_refusal(tmp_path):
+    path = write(tmp_path, "connections:\n  a:\n    conn_type: http\n    password: ${PW}\n    port: nope\n")
+    message = refusal(path, {"PW": "Sup3r-secret-value"})
+    assert "Sup3r-secret-value" not in message
