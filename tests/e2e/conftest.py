@@ -108,12 +108,22 @@ def poll(what: str, probe: Callable[[], object], timeout: float, diagnostics: Ca
     pytest.fail(f"{what} not reached within {timeout:.0f} s (last: {last!r})\n{diagnostics()}")
 
 
-def trigger_and_wait(stack: Stack, api: httpx.Client) -> str:
+def trigger(stack: Stack, api: httpx.Client, conf: dict | None = None) -> str:
+    """Unpause the example DAG once it is parsed and start a run; return its id."""
     poll("DAG parsed", lambda: api.get(f"/dags/{DAG_ID}").status_code == 200, 120, lambda: stack.logs("dag-processor"))
     assert api.patch(f"/dags/{DAG_ID}", json={"is_paused": False}).status_code == 200
-    created = api.post(f"/dags/{DAG_ID}/dagRuns", json={"logical_date": None})
+    created = api.post(f"/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf or {}})
     assert created.status_code == 200, created.text
-    run_id = created.json()["dag_run_id"]
+    return created.json()["dag_run_id"]
+
+
+def trigger_and_wait(stack: Stack, api: httpx.Client, conf: dict | None = None) -> str:
+    run_id = trigger(stack, api, conf)
+    wait_for_run(stack, api, run_id)
+    return run_id
+
+
+def wait_for_run(stack: Stack, api: httpx.Client, run_id: str) -> None:
 
     def finished():
         state = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}").json()["state"]
@@ -121,7 +131,6 @@ def trigger_and_wait(stack: Stack, api: httpx.Client) -> str:
 
     state = poll(f"run {run_id} finished", finished, 180, lambda: stack.logs("scheduler", "worker"))
     assert state == "success", stack.logs("scheduler", "worker")
-    return run_id
 
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from airflow_stack.stackwait import read_states
 
-from .conftest import ARTIFACTS, DAG_ID, Stack, trigger_and_wait
+from .conftest import ARTIFACTS, DAG_ID, Stack, poll, trigger, trigger_and_wait, wait_for_run
 
 AIRFLOW_SERVICES = ["api-server", "scheduler", "dag-processor", "triggerer", "worker", "flower"]
 
@@ -64,6 +64,27 @@ def test_task_log_is_readable_through_the_rest_api(stack: Stack, dag_run: str):
     assert log.status_code == 200, log.text
     events = [entry.get("event", "") for entry in log.json()["content"]]
     assert any("hello from" in event for event in events), events
+
+
+def test_a_running_task_log_is_served_by_the_worker(stack: Stack, dag_run: str):
+    with stack.api() as api:
+        run_id = trigger(stack, api, conf={"seconds": 40})
+        greet = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/greet"
+
+        def running_log():
+            if api.get(greet).json().get("state") != "running":
+                return None
+            events = [entry.get("event", "") for entry in api.get(f"{greet}/logs/1").json()["content"]]
+            return events if any("staying busy for 40 s" in event for event in events) else None
+
+        events = poll("greet running with its greeting in the log", running_log, 90, lambda: stack.logs("worker"))
+        assert api.get(greet).json()["state"] == "running"
+        assert any("hello from" in event for event in events)
+        # Among the sources: the worker's log server, reached with the shared [api] secret_key.
+        served = f"http://{stack.container_hostname('worker')}:8793/log/dag_id={DAG_ID}/"
+        assert any(event.startswith(served) for event in events), events[:5]
+        assert not any("Could not read served logs" in event for event in events)
+        wait_for_run(stack, api, run_id)
 
 
 def test_flower_lists_the_worker_behind_basic_auth(stack: Stack, dag_run: str):
