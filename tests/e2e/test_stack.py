@@ -30,7 +30,9 @@ def test_every_service_healthy_and_init_completed(stack: Stack):
     states = {s.service: s for s in read_states(stack.compose)}
     for service in ["postgres", "redis", *AIRFLOW_SERVICES]:
         assert states[service].state == "running" and states[service].health == "healthy", states[service]
-    assert states["init"].state == "exited" and states["init"].exit_code == 0
+    for job in ("init", "bootstrap"):
+        assert states[job].state == "exited" and states[job].exit_code == 0, states[job]
+    assert states["log-groomer"].state == "running"
     assert "init finished" in stack.logs("init")
 
 
