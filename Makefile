@@ -78,7 +78,7 @@ push: ## tag and push the image: make push REGISTRY=host/path [VERSION=tag]
 up: init build ## start the stack and wait until every service is healthy
 	$(COMPOSE) up -d --remove-orphans
 	@$(HOST_PY) -m airflow_stack.stackwait --timeout $(UP_TIMEOUT) -- $(COMPOSE)
-	@. ./$(ENV_FILE); echo; \
+	@. $(abspath $(ENV_FILE)); echo; \
 	echo "Airflow UI  http://localhost:$${AIRFLOW_UI_PORT:-8080}  user $${AIRFLOW_ADMIN_USERNAME:-admin}, password: AIRFLOW_ADMIN_PASSWORD in .env"; \
 	echo "Flower      http://localhost:$${FLOWER_PORT:-5555}  user $${FLOWER_USERNAME:-flower}, password: FLOWER_PASSWORD in .env"
 
