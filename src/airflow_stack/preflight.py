@@ -1,8 +1,8 @@
-"""The checks a component passes before it is exec'd, in order, within one deadline:
+"""The checks a component passes before it is exec'd, in order (the waits within one deadline):
 
 1. required settings present, the fernet key valid, the JWT secret and API secret key long
    and not a known default, no empty or well-known password (unless the development flag);
-2. its database and broker reachable (a worker: the api-server's execution API);
+2. its database and broker reachable (a worker: also the api-server's execution API);
 3. its shared secrets' fingerprints equal to those `init` recorded in the metadata DB (a
    worker: to the api-server's);
 4. with S3 remote logging on, a probe object written to and deleted from the log prefix.
@@ -18,7 +18,6 @@ import json
 import os
 import sys
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit
@@ -80,9 +79,19 @@ def check_fernet_key(keys: str) -> None:
             )
 
 
+def weakness(value: str, min_length: int = 0) -> str | None:
+    """What makes a password or secret guessable, or None."""
+    if not value:
+        return "empty"
+    if value.lower() in WELL_KNOWN:
+        return "a well-known default"
+    if len(value) < min_length:
+        return f"shorter than {min_length} characters"
+    return None
+
+
 def check_secret_strength(setting: settings.Setting, value: str) -> None:
-    if value.lower() in WELL_KNOWN or len(value) < MIN_SECRET_LENGTH:
-        problem = "a well-known default" if value.lower() in WELL_KNOWN else f"shorter than {MIN_SECRET_LENGTH} characters"
+    if problem := weakness(value, MIN_SECRET_LENGTH):
         raise StackError(
             f"{setting.env} is {problem}: anyone could forge tokens or sessions",
             setting=setting.ini,
@@ -98,14 +107,23 @@ def _url_password(url: str | None) -> str | None:
     return unquote(password) if password else ""
 
 
+def database(component: Component, env: Mapping[str, str]) -> tuple[settings.Setting, str] | None:
+    """The setting and URL of the PostgreSQL database the component uses: for a worker the
+    Celery result backend when it is a database (`db+...`), otherwise the metadata DB."""
+    if component.name == "worker":
+        backend = settings.value(settings.RESULT_BACKEND, env) or ""
+        if backend.startswith("db+"):
+            return settings.RESULT_BACKEND, backend[len("db+") :]
+    url = settings.value(settings.SQL_ALCHEMY_CONN, env)
+    return (settings.SQL_ALCHEMY_CONN, url) if url else None
+
+
 def passwords_to_check(component: Component, env: Mapping[str, str]) -> list[tuple[str, str]]:
     """(setting, password) pairs this component uses: DB, broker, Flower basic auth, admin."""
     found = []
-    if component.waits_for_db:
-        db_setting = settings.RESULT_BACKEND if component.name == "worker" else settings.SQL_ALCHEMY_CONN
-        password = _url_password(settings.value(db_setting, env))
-        if password is not None:
-            found.append((f"the password in {db_setting.env}", password))
+    if component.waits_for_db and (db := database(component, env)):
+        db_setting, url = db
+        found.append((f"the password in {db_setting.env}", _url_password(url)))
     if component.waits_for_broker:
         password = _url_password(settings.value(settings.BROKER_URL, env))
         if password is not None:
@@ -122,8 +140,7 @@ def check_passwords(component: Component, env: Mapping[str, str]) -> None:
     if weak_allowed(env):
         return
     for where, password in passwords_to_check(component, env):
-        if not password or password.lower() in WELL_KNOWN:
-            problem = "empty" if not password else "a well-known default"
+        if problem := weakness(password):
             raise StackError(
                 f"{where} is {problem}",
                 setting=where.removeprefix("the password in "),
@@ -136,7 +153,6 @@ class Deadline:
     """One time budget shared by every wait of a preflight."""
 
     def __init__(self, seconds: float):
-        self.seconds = seconds
         self.end = time.monotonic() + seconds
 
     def remaining(self) -> float:
@@ -158,23 +174,22 @@ def wait_timeout(env: Mapping[str, str]) -> float:
     return timeout
 
 
-def wait_for_dependencies(component: Component, env: Mapping[str, str], deadline: Deadline | None = None) -> None:
-    deadline = deadline or Deadline(wait_timeout(env))
-    if component.waits_for_db:
-        db_setting = settings.SQL_ALCHEMY_CONN
-        url = settings.value(db_setting, env)
-        if component.name == "worker":
-            backend = settings.value(settings.RESULT_BACKEND, env) or ""
-            if backend.startswith("db+"):
-                db_setting, url = settings.RESULT_BACKEND, backend[len("db+") :]
-        if url:
-            endpoint = waiting.wait_for_postgres(url, db_setting.env, deadline.remaining())
-            log(f"PostgreSQL at {endpoint} is ready")
+def wait_for_dependencies(component: Component, env: Mapping[str, str]) -> None:
+    """Wait for the database, the broker and (a worker) the execution API, all within one deadline."""
+    deadline = Deadline(wait_timeout(env))
+    if component.waits_for_db and (db := database(component, env)):
+        db_setting, url = db
+        endpoint = waiting.wait_for_postgres(url, db_setting.env, deadline.remaining())
+        log(f"PostgreSQL at {endpoint} is ready")
     if component.waits_for_broker:
         url = settings.value(settings.BROKER_URL, env)
         if url:
             endpoint = waiting.wait_for_redis(url, settings.BROKER_URL.env, deadline.remaining())
             log(f"Redis at {endpoint} is ready")
+    if component.name == "worker" and settings.value(settings.EXECUTION_API_SERVER_URL, env):
+        setting = settings.EXECUTION_API_SERVER_URL.env
+        endpoint = waiting.wait_for_execution_api(api_server_base(env), setting, deadline.remaining())
+        log(f"the api-server's execution API at {endpoint} answers")
 
 
 def api_server_base(env: Mapping[str, str]) -> str:
@@ -182,38 +197,21 @@ def api_server_base(env: Mapping[str, str]) -> str:
     return url.removesuffix("/execution")
 
 
-def fetch_api_server_fingerprints(env: Mapping[str, str], deadline: Deadline) -> dict[str, str]:
-    """The api-server's fingerprints; waits (bounded) for its execution API to answer."""
+def fetch_api_server_fingerprints(env: Mapping[str, str]) -> dict[str, str]:
+    """The fingerprints the api-server publishes (its execution API has answered already)."""
     base = api_server_base(env)
-    setting = settings.EXECUTION_API_SERVER_URL
-    last_error = "no attempt made"
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/execution/health", timeout=5):
-                pass
-            with urllib.request.urlopen(f"{base}/airflow-stack/fingerprints", timeout=5) as response:
-                return json.load(response)
-        except urllib.error.HTTPError as exc:
-            if exc.code < 500:
-                raise StackError(
-                    f"the api-server at {base} answered {exc.code} for {exc.url}",
-                    setting=setting.env,
-                    fix="point it at an api-server running this image (it serves /execution and /airflow-stack)",
-                ) from None
-            last_error = f"HTTP {exc.code}"
-        except OSError as exc:
-            last_error = str(getattr(exc, "reason", exc))
-        if deadline.end - time.monotonic() <= 0:
-            raise StackError(
-                f"the api-server's execution API at {base}/execution/ did not answer within "
-                f"{deadline.seconds:.0f} s (last error: {last_error})",
-                setting=setting.env,
-                fix="start the api-server or correct the URL; workers must reach it to run tasks",
-            )
-        time.sleep(1)
+    try:
+        with urllib.request.urlopen(f"{base}/airflow-stack/fingerprints", timeout=10) as response:
+            return json.load(response)
+    except (OSError, ValueError) as exc:
+        raise StackError(
+            f"the api-server at {base} did not publish its fingerprints at /airflow-stack/fingerprints ({exc})",
+            setting=settings.EXECUTION_API_SERVER_URL.env,
+            fix="point it at an api-server running this image (it serves /execution and /airflow-stack)",
+        ) from None
 
 
-def check_fingerprints(component: Component, env: Mapping[str, str], deadline: Deadline) -> None:
+def check_fingerprints(component: Component, env: Mapping[str, str]) -> None:
     mine = {
         name: value
         for name, value in fingerprints.of_environment(env).items()
@@ -223,8 +221,7 @@ def check_fingerprints(component: Component, env: Mapping[str, str], deadline: D
         return  # init records them (initdb); flower shares none
     log(f"secret fingerprints: {fingerprints.describe(mine)}")
     if component.name == "worker":
-        reference = fetch_api_server_fingerprints(env, deadline)
-        log(f"the api-server's execution API at {api_server_base(env)} answers")
+        reference = fetch_api_server_fingerprints(env)
         fingerprints.compare(
             mine, reference, "the api-server's",
             fix="give every container the same value (locally: the one in .env; on ECS: the same Secrets Manager secret)",
@@ -252,8 +249,7 @@ def run(component: Component, env: Mapping[str, str] | None = None) -> None:
     env = os.environ if env is None else env
     check_required(component, env)
     check_passwords(component, env)
-    deadline = Deadline(wait_timeout(env))
-    wait_for_dependencies(component, env, deadline)
-    check_fingerprints(component, env, deadline)
+    wait_for_dependencies(component, env)
+    check_fingerprints(component, env)
     if component.name in s3logs.COMPONENTS and s3logs.enabled(env):
         log(f"remote logging: wrote and deleted {s3logs.probe(env)}")

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from airflow_stack import components, hostinit, preflight, settings
+from airflow_stack import components, hostinit, preflight, settings, waiting
 from airflow_stack.errors import StackError
 
 
@@ -129,6 +129,6 @@ def test_api_server_base_is_derived_from_the_execution_url():
 def test_worker_refuses_when_the_api_server_never_answers(unused_port):
     env = full_env() | {settings.EXECUTION_API_SERVER_URL.env: f"http://127.0.0.1:{unused_port}/execution/"}
     with pytest.raises(StackError) as refusal:
-        preflight.fetch_api_server_fingerprints(env, preflight.Deadline(1))
+        waiting.wait_for_execution_api(preflight.api_server_base(env), settings.EXECUTION_API_SERVER_URL.env, 1)
     assert f"127.0.0.1:{unused_port}/execution/ did not answer within 1 s" in refusal.value.problem
     assert refusal.value.setting == settings.EXECUTION_API_SERVER_URL.env
