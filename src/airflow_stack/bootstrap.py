@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_stack.errors import StackError
+from airflow_stack.errors import StackError, log
 
 DEFAULT_FILE = "/opt/airflow/config/connections.yaml"
 FILE_SETTING = "AIRFLOW_STACK_BOOTSTRAP_FILE"
@@ -293,8 +293,6 @@ def apply(spec) -> Report:
 
 
 def run(env: Mapping[str, str] | None = None) -> None:
-    from airflow_stack.preflight import log
-
     env = os.environ if env is None else env
     path = Path(env.get(FILE_SETTING, DEFAULT_FILE))
     spec = load(path, env)

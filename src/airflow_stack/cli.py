@@ -15,7 +15,7 @@ import os
 import sys
 
 from airflow_stack import bootstrap, components, healthcheck, initdb, loggroom, preflight, rotation, s3logs, settings
-from airflow_stack.errors import StackError
+from airflow_stack.errors import StackError, log
 
 USAGE = __doc__.split("\n\n", 1)[1]
 
@@ -34,7 +34,7 @@ def run(name: str, extra: list[str]) -> None:
     if component.name in one_shot_jobs:
         one_shot_jobs[component.name](os.environ)
         return
-    preflight.log(f"starting {component.name}: {' '.join(component.argv + tuple(extra))}")
+    log(f"starting {component.name}: {' '.join(component.argv + tuple(extra))}")
     exec_command([*component.argv, *extra])
 
 

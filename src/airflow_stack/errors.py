@@ -1,9 +1,16 @@
-"""The one exception the entrypoint raises for a refusal, and how it is shown.
+"""How the entrypoint speaks: one-line progress on stderr, and the one exception it raises
+for a refusal, with how it is shown.
 
 Every refusal says what is wrong, which setting or file it concerns, and how to fix it.
 """
 
 from __future__ import annotations
+
+import sys
+
+
+def log(message: str) -> None:
+    print(f"airflow-stack: {message}", file=sys.stderr, flush=True)
 
 
 class StackError(Exception):

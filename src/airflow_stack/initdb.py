@@ -12,8 +12,7 @@ import subprocess
 from collections.abc import Mapping
 
 from airflow_stack import fingerprints, metadb
-from airflow_stack.errors import StackError
-from airflow_stack.preflight import log
+from airflow_stack.errors import StackError, log
 
 ACCEPT_FLAG = "AIRFLOW_STACK_ACCEPT_NEW_SECRETS"
 

@@ -13,8 +13,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from airflow_stack.errors import StackError
-from airflow_stack.preflight import log
+from airflow_stack.errors import StackError, log
 
 RETENTION_SETTING = "AIRFLOW_STACK_LOG_RETENTION_DAYS"
 INTERVAL_SETTING = "AIRFLOW_STACK_LOG_GROOM_INTERVAL"

@@ -16,7 +16,6 @@ import base64
 import binascii
 import json
 import os
-import sys
 import time
 import urllib.request
 from collections.abc import Mapping
@@ -24,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 from airflow_stack import fingerprints, metadb, s3logs, settings, waiting
 from airflow_stack.components import Component
-from airflow_stack.errors import StackError
+from airflow_stack.errors import StackError, log
 
 DEFAULT_WAIT_TIMEOUT = 45.0
 MIN_SECRET_LENGTH = 32
@@ -34,10 +33,6 @@ WELL_KNOWN = frozenset(
     {"airflow", "admin", "password", "postgres", "redis", "flower", "changeme", "change-me", "secret",
      "temporary_key", "test", "123456", "12345678", "letmein", "default", "root", "guest"}
 )  # fmt: skip
-
-
-def log(message: str) -> None:
-    print(f"airflow-stack: {message}", file=sys.stderr, flush=True)
 
 
 def weak_allowed(env: Mapping[str, str]) -> bool:

@@ -14,8 +14,7 @@ import subprocess
 from collections.abc import Mapping
 
 from airflow_stack import components, fingerprints, metadb, preflight, settings
-from airflow_stack.errors import StackError
-from airflow_stack.preflight import log
+from airflow_stack.errors import StackError, log
 
 
 def record(env: Mapping[str, str]) -> None:
@@ -55,7 +54,5 @@ def main(step: str, env: Mapping[str, str]) -> None:
     steps = {"record": lambda: record(env), "reencrypt": reencrypt}
     if step not in steps:
         raise StackError(f"unknown rotate-fernet-key step {step!r}", fix="use `record` or `reencrypt`")
-    component = components.get("init")
-    preflight.check_required(component, env)
-    preflight.wait_for_dependencies(component, env)
+    preflight.run(components.get("init"), env)
     steps[step]()
