@@ -144,11 +144,10 @@ def _line_of(root, loc: tuple) -> int | None:
     node, line = root, root.start_mark.line + 1 if root else None
     for part in loc:
         if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == str(part)), None)
-            key = next((k for k, v in node.value if k.value == str(part)), None)
-            if match is None:
+            pair = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if pair is None:
                 return line
-            node, line = match, key.start_mark.line + 1
+            node, line = pair[1], pair[0].start_mark.line + 1
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             node = node.value[part]
             line = node.start_mark.line + 1

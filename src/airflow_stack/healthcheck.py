@@ -51,12 +51,13 @@ def probe_heartbeat(job_type: str) -> str:
         conn = metadb.connect(os.environ)
     except psycopg2.Error as exc:
         raise Unhealthy(f"cannot reach the metadata DB: {str(exc).strip()}") from None
+    hostnames = _hostnames()
     try:
-        age = metadb.heartbeat_age(conn, job_type, _hostnames())
+        age = metadb.heartbeat_age(conn, job_type, hostnames)
     finally:
         conn.close()
     if age is None:
-        raise Unhealthy(f"no running {job_type} on {_hostnames()} yet")
+        raise Unhealthy(f"no running {job_type} on {hostnames} yet")
     if age > HEARTBEAT_THRESHOLD_S:
         raise Unhealthy(f"{job_type} heartbeat is {age:.0f} s old (limit {HEARTBEAT_THRESHOLD_S} s)")
     return f"{job_type} heartbeat {age:.1f} s ago"

@@ -56,32 +56,28 @@ pools:
     assert spec.pools["etl"].slots == 4
 
 
-def test_yaml_syntax_error_names_the_line(tmp_path):
-    path = write(tmp_path, "connections:\n  a:\n    conn_type: http\n   host: [unclosed\n")
-    assert f"{path}:4" in refusal(path) or f"{path}:3" in refusal(path)
-
-
-def test_unknown_field_names_line_and_field(tmp_path):
-    path = write(tmp_path, "connections:\n  api:\n    conn_type: http\n    hostname: x\n")
-    message = refusal(path)
-    assert f"{path}:4: connections.api.hostname: Extra inputs are not permitted" in message
-
-
-def test_wrong_type_names_line_and_field(tmp_path):
-    path = write(tmp_path, "pools:\n  etl:\n    slots: many\n")
-    assert f"{path}:3: pools.etl.slots:" in refusal(path)
-
-
-def test_missing_environment_variable_is_named_without_its_value(tmp_path):
-    path = write(tmp_path, "connections:\n  db:\n    conn_type: postgres\n    password: ${DB_PASSWORD}\n")
-    message = refusal(path)
-    assert f"{path}:4: connections.db.password: environment variable DB_PASSWORD is not set" in message
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("connections:\n  a:\n    conn_type: http\n   host: [unclosed\n",
+                     ":4: YAML syntax:", id="syntax error"),
+        pytest.param("connections:\n  api:\n    conn_type: http\n    hostname: x\n",
+                     ":4: connections.api.hostname: Extra inputs are not permitted", id="unknown field"),
+        pytest.param("pools:\n  etl:\n    slots: many\n", ":3: pools.etl.slots:", id="wrong type"),
+        pytest.param("connections:\n  db:\n    conn_type: postgres\n    password: ${DB_PASSWORD}\n",
+                     ":4: connections.db.password: environment variable DB_PASSWORD is not set",
+                     id="missing environment variable"),
+    ],
+)  # fmt: skip
+def test_a_bad_input_is_named_with_its_line_and_field(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    assert f"{path}{expected}" in refusal(path)
 
 
 def test_every_problem_is_reported_at_once(tmp_path):
     path = write(tmp_path, "connections:\n  a:\n    host: x\n  b:\n    conn_type: http\n    port: ${NOPE}\n")
     message = refusal(path)
-    assert "2 problem(s)" in message or "3 problem(s)" in message
+    assert "3 problem(s)" in message
     assert "connections.a.conn_type: Field required" in message
     assert "NOPE is not set" in message
 
