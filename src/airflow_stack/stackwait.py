@@ -16,6 +16,9 @@ import sys
 import time
 from dataclasses import dataclass
 
+# The compose services that run once and exit 0 when done (docker-compose.yml).
+ONE_SHOT_SERVICES = frozenset({"init", "bootstrap"})
+
 
 @dataclass(frozen=True)
 class ServiceState:
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     compose = args.compose or ["docker", "compose"]
     try:
-        return 0 if wait(compose, args.timeout, set(args.one_shot or ["init", "bootstrap"])) else 1
+        return 0 if wait(compose, args.timeout, set(args.one_shot or ONE_SHOT_SERVICES)) else 1
     except RuntimeError as exc:
         print(f"error: `{' '.join(compose)} ps` failed: {exc}", file=sys.stderr)
         return 1

@@ -68,7 +68,7 @@ class Stack:
     def up(self) -> float:
         started = time.monotonic()
         self.run("up", "-d", "--remove-orphans")
-        assert stackwait.wait(self.compose, UP_TIMEOUT, {"init", "bootstrap"}, out=sys.stdout), "stack did not become ready"
+        assert stackwait.wait(self.compose, UP_TIMEOUT, stackwait.ONE_SHOT_SERVICES, out=sys.stdout), "stack did not become ready"
         return time.monotonic() - started
 
     def logs(self, *services: str, tail: int = 200) -> str:

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from airflow_stack import hostinit
-from airflow_stack.stackwait import read_states
+from airflow_stack.stackwait import ONE_SHOT_SERVICES, read_states
 
 from .conftest import ROOT, Stack, trigger_and_wait
 
@@ -91,8 +91,8 @@ def test_init_records_a_changed_secret_only_when_told_to(stack: Stack):
 
 
 def test_the_stack_is_unaffected_by_refused_components(stack: Stack):
-    one_shot = {"init", "bootstrap"}
-    not_ready = {s.service: s for s in read_states(stack.compose) if s.status(s.service in one_shot) != "ready"}
+    states = read_states(stack.compose)
+    not_ready = {s.service: s for s in states if s.status(s.service in ONE_SHOT_SERVICES) != "ready"}
     assert not not_ready
     with stack.api() as api:
         trigger_and_wait(stack, api)

@@ -13,7 +13,7 @@ import shutil
 import httpx
 import pytest
 
-from airflow_stack.stackwait import read_states
+from airflow_stack.stackwait import ONE_SHOT_SERVICES, read_states
 
 from .conftest import ARTIFACTS, DAG_ID, Stack, poll, trigger, trigger_and_wait, wait_for_run
 
@@ -30,7 +30,7 @@ def test_every_service_healthy_and_init_completed(stack: Stack):
     states = {s.service: s for s in read_states(stack.compose)}
     for service in ["postgres", "redis", *AIRFLOW_SERVICES]:
         assert states[service].state == "running" and states[service].health == "healthy", states[service]
-    for job in ("init", "bootstrap"):
+    for job in ONE_SHOT_SERVICES:
         assert states[job].state == "exited" and states[job].exit_code == 0, states[job]
     assert states["log-groomer"].state == "running"
     assert "init finished" in stack.logs("init")

@@ -7,14 +7,10 @@ import stat
 from airflow_stack import hostinit
 
 
-def read_env(path):
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
-
-
 def test_writes_every_secret_once_with_private_mode(tmp_path):
     env_file = tmp_path / ".env"
     assert hostinit.write_env_file(env_file, 1000)
-    values = read_env(env_file)
+    values = hostinit.read_env_file(env_file)
     for key in ("AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY", "POSTGRES_PASSWORD",
                 "REDIS_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "FLOWER_PASSWORD"):
         assert len(values[key]) >= 20, key
@@ -33,7 +29,7 @@ def test_never_overwrites_an_existing_file(tmp_path):
 def test_two_stacks_get_different_secrets(tmp_path):
     hostinit.write_env_file(tmp_path / "a", 1000)
     hostinit.write_env_file(tmp_path / "b", 1000)
-    a, b = read_env(tmp_path / "a"), read_env(tmp_path / "b")
+    a, b = hostinit.read_env_file(tmp_path / "a"), hostinit.read_env_file(tmp_path / "b")
     assert a["AIRFLOW_FERNET_KEY"] != b["AIRFLOW_FERNET_KEY"]
     assert a["POSTGRES_PASSWORD"] != b["POSTGRES_PASSWORD"]
 
@@ -50,16 +46,16 @@ def test_main_reports_and_prepares_logs_dir(tmp_path, capsys):
 def test_fernet_rotation_edits_keep_other_lines_and_the_private_mode(tmp_path):
     env_file = tmp_path / ".env"
     hostinit.write_env_file(env_file, 1000)
-    before = read_env(env_file)
+    before = hostinit.read_env_file(env_file)
     hostinit.fernet_add(env_file)
-    during = read_env(env_file)
+    during = hostinit.read_env_file(env_file)
     new, old = during["AIRFLOW_FERNET_KEY"].split(",")
     assert old == before["AIRFLOW_FERNET_KEY"] and new != old
     assert {k: v for k, v in during.items() if k != "AIRFLOW_FERNET_KEY"} == {
         k: v for k, v in before.items() if k != "AIRFLOW_FERNET_KEY"
     }
     hostinit.fernet_drop(env_file)
-    assert read_env(env_file)["AIRFLOW_FERNET_KEY"] == new
+    assert hostinit.read_env_file(env_file)["AIRFLOW_FERNET_KEY"] == new
     assert stat.S_IMODE(os.stat(env_file).st_mode) == 0o600
 
 
