@@ -57,7 +57,7 @@ ENV AIRFLOW_HOME=/opt/airflow \
 # uid 50000, gid 0 (as the official image): any uid with group 0 can also write where needed,
 # so compose can run the containers as the host user (AIRFLOW_UID) for bind-mounted logs.
 RUN useradd --uid 50000 --gid 0 --home-dir /home/airflow --create-home --shell /bin/bash airflow \
- && mkdir -p /opt/airflow/dags /opt/airflow/logs /opt/airflow/plugins \
+ && mkdir -p /opt/airflow/dags /opt/airflow/logs /opt/airflow/plugins /opt/airflow/dag-releases \
  && chown -R 50000:0 /opt/airflow /home/airflow \
  && chmod -R g+rwX /opt/airflow /home/airflow
 

@@ -9,15 +9,17 @@ PYTHON_BASE_IMAGE ?= python:3.13-slim-trixie
 POSTGRES_IMAGE    ?= postgres:17
 REDIS_IMAGE       ?= redis:8
 S3_LOCAL_IMAGE    ?= airflow-stack-s3-local:latest
+ARTIFACTS_IMAGE   ?= airflow-stack-artifacts:latest
 # Extra CA bundle for TLS-intercepting proxies, handed to the build as a secret (never in a
 # layer). Defaults to the host's trust store where it exists; set empty to pass none.
 CA_BUNDLE         ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 REGISTRY          ?=
 UP_TIMEOUT        ?= 300
 UV_VERSION        := 0.13.9
-# End-to-end modules in the order they share one stack; the S3 one switches it to S3 logs, last.
+# End-to-end modules in the order they share one stack; the S3 one switches it to S3 logs,
+# then dag-sync switches it to DAGs from releases.
 E2E_TESTS         := tests/e2e/test_stack.py tests/e2e/test_secrets_contract.py \
-                     tests/e2e/test_bootstrap.py tests/e2e/test_s3_logs.py
+                     tests/e2e/test_bootstrap.py tests/e2e/test_s3_logs.py tests/e2e/test_dag_sync.py
 # The compose command and env file the stack targets use (the tests point them elsewhere).
 COMPOSE           ?= docker compose
 ENV_FILE          ?= .env
@@ -27,7 +29,7 @@ REVISION := $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
 CREATED  := $(shell git log -1 --format=%cI 2>/dev/null || echo 1970-01-01T00:00:00Z)
 
 comma := ,
-export AIRFLOW_IMAGE POSTGRES_IMAGE REDIS_IMAGE PYTHON_BASE_IMAGE S3_LOCAL_IMAGE
+export AIRFLOW_IMAGE POSTGRES_IMAGE REDIS_IMAGE PYTHON_BASE_IMAGE S3_LOCAL_IMAGE ARTIFACTS_IMAGE
 HOST_PY := PYTHONPATH=$(CURDIR)/src python3
 UV      := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.venv-tools/bin/uv)
 
@@ -60,13 +62,14 @@ base-images: ## build stand-in base images from Debian packages where none can b
 	@bash scripts/base-images.sh
 
 .PHONY: build
-build: base-images ## build the Airflow image (AIRFLOW_IMAGE) and the local S3 image (S3_LOCAL_IMAGE)
+build: base-images ## build the Airflow image (AIRFLOW_IMAGE) and the local S3 and artifact-server images
 	docker build $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) \
 		--build-arg PYTHON_BASE_IMAGE=$(PYTHON_BASE_IMAGE) \
 		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg CREATED=$(CREATED) \
 		-t $(AIRFLOW_IMAGE) .
 	docker build $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) --quiet \
 		--build-arg PYTHON_BASE_IMAGE=$(PYTHON_BASE_IMAGE) -t $(S3_LOCAL_IMAGE) dev/moto >/dev/null
+	docker build --quiet -t $(ARTIFACTS_IMAGE) dev/artifacts >/dev/null
 
 .PHONY: push
 push: ## tag and push the image: make push REGISTRY=host/path [VERSION=tag]
@@ -93,6 +96,16 @@ ps: ## show the services and their health
 .PHONY: logs
 logs: ## follow the logs of every service (SERVICE=name for one)
 	$(COMPOSE) logs -f --tail 100 $(SERVICE)
+
+.PHONY: dag-artifact
+dag-artifact: ## publish DAGS (default ./dags) to the local artifact server: make dag-artifact DAG_VERSION=1.0.0
+	@test -n "$(DAG_VERSION)" || { echo "error: DAG_VERSION is empty; fix: make dag-artifact DAG_VERSION=1.0.0 [DAGS=./dags]" >&2; exit 1; }
+	@set -a; if [ -f "$(ENV_FILE)" ]; then . "$(abspath $(ENV_FILE))"; fi; \
+	$(HOST_PY) -m airflow_stack.dagpublish "$(or $(DAGS),./dags)" "$(DAG_VERSION)" --to "$${AIRFLOW_STACK_ARTIFACTS_DIR:-./artifacts}"
+
+.PHONY: dag-sync-status
+dag-sync-status: ## what dag-sync last did: current release, last check, last error
+	$(COMPOSE) exec dag-sync airflow-stack dag-sync status
 
 .PHONY: airflow
 airflow: ## run an Airflow CLI command in the scheduler: make airflow ARGS="dags list"

@@ -5,6 +5,8 @@
     airflow-stack bootstrap                 apply the connections/variables/pools file (= run bootstrap)
     airflow-stack rotate-fernet-key STEP    record | reencrypt (used by make rotate-fernet-key)
     airflow-stack groom-logs [--once]       delete local logs older than the retention
+    airflow-stack dag-sync [--once|status|rollback [VERSION]|resume]
+                                            pull DAG releases from the artifact source (dagsync)
     airflow-stack components                list the components
     airflow-stack ARGS...                   anything else: exec `airflow ARGS...`
 """
@@ -14,7 +16,9 @@ from __future__ import annotations
 import os
 import sys
 
-from airflow_stack import bootstrap, components, healthcheck, initdb, loggroom, preflight, rotation, s3logs, settings
+from airflow_stack import (
+    bootstrap, components, healthcheck, initdb, loggroom, preflight, releases, rotation, s3logs, settings,
+)  # fmt: skip
 from airflow_stack.errors import StackError, log
 
 USAGE = __doc__.split("\n\n", 1)[1]
@@ -43,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings.resolve_file_twins(os.environ)
         s3logs.configure(os.environ)
+        releases.configure_airflow(os.environ)
         if not args or args[0] in ("-h", "--help", "help"):
             print(USAGE)
             return 0
@@ -57,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         if args[0] == "groom-logs":
             loggroom.main(args[1:], os.environ)
             return 0
+        if args[0] == "dag-sync":
+            from airflow_stack import dagsync  # pydantic: imported only for this command
+
+            return dagsync.main(args[1:], os.environ)
         if args[0] == "healthcheck":
             if len(args) != 2:
                 raise StackError("`healthcheck` takes exactly one component")

@@ -3,7 +3,9 @@
 `airflow jobs check` and `celery inspect ping` import Airflow and cost about 5 s of CPU per
 probe; these probes never import Airflow. Components with an HTTP health endpoint are asked
 over HTTP; the dag-processor and the triggerer by their job heartbeat in the metadata DB
-(what `airflow jobs check` reads); the worker by a Celery ping addressed to this host only.
+(what `airflow jobs check` reads); the worker by a Celery ping addressed to this host only;
+dag-sync by the age of the last poll in its status record (a failed poll still counts: the
+loop is alive, and `dag-sync status` shows the error).
 Exit 0 when healthy, 1 otherwise, with one line saying why.
 """
 
@@ -12,10 +14,12 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 
-from airflow_stack import components, metadb, settings
+from airflow_stack import components, metadb, releases, settings
 
 HEARTBEAT_THRESHOLD_S = 60
 _HTTP = {
@@ -77,6 +81,19 @@ def probe_worker() -> str:
     return f"{name} answered a ping"
 
 
+def probe_dag_sync() -> str:
+    store = releases.Store(os.environ.get(releases.RELEASES_DIR_SETTING) or "/opt/airflow/dag-releases")
+    status = store.read_status() if store.status_file.exists() else None
+    if status is None or not status.last_check:
+        raise Unhealthy(f"no poll recorded yet in {store.status_file}")
+    interval = float(os.environ.get("AIRFLOW_STACK_DAG_SYNC_INTERVAL") or 30)
+    checked = datetime.strptime(status.last_check, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    age, limit = time.time() - checked, max(3 * interval, 90)
+    if age > limit:
+        raise Unhealthy(f"the last poll was {age:.0f} s ago (limit {limit:.0f} s)")
+    return f"last poll {age:.0f} s ago; current release {status.current_version}"
+
+
 def probe(component: str) -> str:
     if component in _HTTP:
         return probe_http(_HTTP[component])
@@ -84,8 +101,10 @@ def probe(component: str) -> str:
         return probe_heartbeat(_JOB_TYPES[component])
     if component == "worker":
         return probe_worker()
+    if component == "dag-sync":
+        return probe_dag_sync()
     raise Unhealthy(f"no health probe for {component!r}; probes exist for: "
-                    f"{', '.join([*_HTTP, *_JOB_TYPES, 'worker'])}")
+                    f"{', '.join([*_HTTP, *_JOB_TYPES, 'worker', 'dag-sync'])}")
 
 
 def main(component: str) -> int:

@@ -1,0 +1,214 @@
+"""Safe extraction of DAG artifacts (tar.gz and zip) into a fresh folder.
+
+One policy for both formats, checked on every member before anything is written and again on
+the bytes actually read (an archive's headers can lie):
+- no absolute path, no `..` component, no NUL byte, nothing outside the destination;
+- regular files and folders only, plus symbolic and hard links whose target stays inside the
+  release (a hard link is written as a copy); no device, FIFO or socket files;
+- at most `max_files` members and `max_bytes` bytes extracted (archive bombs);
+- at least one regular file (an empty archive is refused, it would delete every DAG).
+
+Files are written 0644 (0755 when executable in the archive), folders 0755, and every file
+gets the extraction time as its mtime, so the dag-processor re-parses what changed.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
+_CHUNK = 1 << 20
+
+
+class UnsafeArchive(Exception):
+    """The archive breaks the extraction policy; nothing from it may be used."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_files: int
+    max_bytes: int
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str  # normalised, relative, posix
+    kind: str  # "file" | "dir" | "symlink" | "hardlink"
+    size: int
+    executable: bool = False
+    target: str = ""  # links: normalised target, relative to the release root
+    source: object = None  # the TarInfo or ZipInfo
+
+
+def archive_format(name: str) -> str:
+    """`tar` or `zip` from a file name; UnsafeArchive for anything else."""
+    lowered = name.lower()
+    if lowered.endswith((".tar.gz", ".tgz")):
+        return "tar"
+    if lowered.endswith(".zip"):
+        return "zip"
+    raise UnsafeArchive(f"{name!r} is not a .tar.gz, .tgz or .zip archive")
+
+
+def _normalise(name: str) -> str:
+    if "\x00" in name:
+        raise UnsafeArchive(f"entry {name!r} has a NUL byte in its name")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":") or name.startswith("\\"):
+        raise UnsafeArchive(f"entry {name!r} has an absolute path")
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeArchive(f"entry {name!r} contains '..' (path traversal)")
+    return "/".join(parts)
+
+
+def _link_target(member: str, target: str, *, relative_to_member: bool) -> str:
+    """The link's target as a path inside the release, or UnsafeArchive when it escapes."""
+    if not target or target.startswith("/"):
+        raise UnsafeArchive(f"link {member!r} points at {target!r}, outside the release")
+    base = posixpath.dirname(member) if relative_to_member else ""
+    resolved = posixpath.normpath(posixpath.join(base, target))
+    if resolved == ".." or resolved.startswith("../") or resolved == ".":
+        raise UnsafeArchive(f"link {member!r} points at {target!r}, outside the release")
+    if member.startswith(resolved + "/"):
+        raise UnsafeArchive(f"link {member!r} points at its own parent folder {target!r} (a loop)")
+    return resolved
+
+
+def _tar_members(tar: tarfile.TarFile) -> Iterator[Member]:
+    for info in tar:
+        name = _normalise(info.name)
+        if not name:
+            continue  # the archive's "./" root
+        if info.isdir():
+            yield Member(name, "dir", 0, source=info)
+        elif info.isreg():
+            yield Member(name, "file", info.size, bool(info.mode & 0o111), source=info)
+        elif info.issym():
+            target = _link_target(name, info.linkname, relative_to_member=True)
+            yield Member(name, "symlink", 0, target=target, source=info)
+        elif info.islnk():
+            target = _link_target(name, info.linkname, relative_to_member=False)
+            yield Member(name, "hardlink", 0, target=target, source=info)
+        else:
+            raise UnsafeArchive(f"entry {name!r} is a device, FIFO or other special file")
+
+
+def _zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
+    for info in archive.infolist():
+        name = _normalise(info.filename)
+        if not name:
+            continue
+        mode = info.external_attr >> 16
+        if info.is_dir():
+            yield Member(name, "dir", 0, source=info)
+        elif stat.S_ISLNK(mode):
+            target = _link_target(name, archive.read(info).decode("utf-8", "replace"), relative_to_member=True)
+            yield Member(name, "symlink", 0, target=target, source=info)
+        elif stat.S_IFMT(mode) == 0 or stat.S_ISREG(mode):  # zip tools often store no file type
+            yield Member(name, "file", info.file_size, bool(mode & 0o111), source=info)
+        else:
+            raise UnsafeArchive(f"entry {name!r} is a device, FIFO or other special file")
+
+
+def _check(members: list[Member], limits: Limits) -> None:
+    if len(members) > limits.max_files:
+        raise UnsafeArchive(f"the archive has more than {limits.max_files} entries")
+    declared = sum(m.size for m in members)
+    if declared > limits.max_bytes:
+        raise UnsafeArchive(f"the archive would extract to {declared} bytes, over the limit of {limits.max_bytes}")
+    if not any(m.kind == "file" for m in members):
+        raise UnsafeArchive("the archive is empty (no regular file): it would delete every DAG")
+    names = {m.name for m in members}
+    for m in members:
+        if m.kind == "hardlink" and m.target not in names:
+            raise UnsafeArchive(f"hard link {m.name!r} points at {m.target!r}, which is not in the archive")
+
+
+class _Budget:
+    def __init__(self, limits: Limits):
+        self.left = limits.max_bytes
+        self.limit = limits.max_bytes
+
+    def copy(self, source: BinaryIO, target: BinaryIO) -> None:
+        while chunk := source.read(_CHUNK):
+            self.left -= len(chunk)
+            if self.left < 0:
+                raise UnsafeArchive(f"the archive extracts to more than {self.limit} bytes (its headers understate it)")
+            target.write(chunk)
+
+
+def _inside(root: Path, path: Path) -> Path:
+    """`path`, after checking that no symlink already written leads it out of `root`."""
+    real = path.parent.resolve()
+    if real != root and root not in real.parents:
+        raise UnsafeArchive(f"entry {path.relative_to(root)} would be written through a link outside the release")
+    return path
+
+
+def _write_file(root: Path, member: Member, opener, budget: _Budget) -> None:
+    path = _inside(root, root / member.name)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o755 if member.executable else 0o644)
+    except FileExistsError:
+        raise UnsafeArchive(f"entry {member.name!r} appears twice in the archive") from None
+    with os.fdopen(fd, "wb") as target, opener() as source:
+        budget.copy(source, target)
+
+
+def extract(archive_path: Path, fmt: str, destination: Path, limits: Limits) -> int:
+    """Extract into `destination` (created, must not exist); return the number of files.
+
+    Raises UnsafeArchive for a policy breach and for a corrupt or truncated archive; the
+    caller removes `destination` then.
+    """
+    destination.mkdir(mode=0o755)
+    root = destination.resolve()
+    budget = _Budget(limits)
+    try:
+        if fmt == "tar":
+            with tarfile.open(archive_path, "r:gz") as tar:
+                members = list(_tar_members(tar))
+                _check(members, limits)
+                return _extract_members(root, members, budget, lambda m: tar.extractfile(m.source))
+        with zipfile.ZipFile(archive_path) as archive:
+            members = list(_zip_members(archive))
+            _check(members, limits)
+            return _extract_members(root, members, budget, lambda m: archive.open(m.source))
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError, zipfile.LargeZipFile) as exc:
+        if isinstance(exc, UnsafeArchive):
+            raise
+        raise UnsafeArchive(f"the archive is corrupt or truncated ({type(exc).__name__}: {exc})") from None
+
+
+def _extract_members(root: Path, members: list[Member], budget: _Budget, open_member) -> int:
+    files = 0
+    for member in members:
+        if member.kind == "dir":
+            _inside(root, root / member.name).mkdir(parents=True, exist_ok=True, mode=0o755)
+        elif member.kind == "file":
+            _write_file(root, member, lambda m=member: open_member(m), budget)
+            files += 1
+    by_name = {m.name: m for m in members}
+    for member in members:
+        if member.kind == "hardlink":
+            original = by_name[member.target]
+            if original.kind != "file":
+                raise UnsafeArchive(f"hard link {member.name!r} points at {member.target!r}, which is not a file")
+            copy = Member(member.name, "file", original.size, original.executable, source=original.source)
+            _write_file(root, copy, lambda m=original: open_member(m), budget)
+            files += 1
+        elif member.kind == "symlink":
+            path = _inside(root, root / member.name)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+            os.symlink(posixpath.relpath(member.target, posixpath.dirname(member.name) or "."), path)
+    return files
