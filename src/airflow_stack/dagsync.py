@@ -193,7 +193,7 @@ class DagSync:
             status.source_state = offer.state
             pruned = self.store.prune(self.cfg.keep_releases, status.history)
         checked = f"{len(dags)} DAG(s) imported" if dags is not None else "validation off"
-        return (f"activated {offer.version} (was {previous}): {files} file(s), {checked}, "
+        return (f"activated {offer.version} (was {previous or 'no release'}): {files} file(s), {checked}, "
                 f"checksum {verified}" + (f"; pruned {', '.join(pruned)}" if pruned else ""))  # fmt: skip
 
     def _verify(self, offer: dagsource.Offer) -> str:

@@ -1,0 +1,189 @@
+"""DAG deployment end to end (last on the shared stack: it switches DAGs to dag-sync's releases).
+
+The local artifact server (nginx) serves a folder the test publishes into; dag-sync polls it
+every 2 s. v1 appears and runs; v2, with a changed DAG, is switched in while a task of a v1
+run is running, and that run finishes on v1's code; a release with an import error is refused
+and the live release stays byte-identical; rollback brings v1 back.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from airflow_stack import dagpublish, hostinit
+
+from .conftest import Stack, poll
+
+DAG_ID = "release_probe"
+
+
+def dag_source(version: int, *, extra_task: bool = False, broken: bool = False) -> str:
+    lines = [
+        f'"""Published by tests/e2e/test_dag_sync.py as release {version}."""',
+        "import time",
+        "import pendulum",
+        "from airflow.sdk import Param, dag, task",
+        *(["import module_that_does_not_exist"] if broken else []),
+        f'VERSION = "{version}"',
+        "",
+        '@dag(schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC"), catchup=False,',
+        '     params={"seconds": Param(0, type="integer", minimum=0)})',
+        f"def {DAG_ID}():",
+        "    @task",
+        "    def first(params=None) -> str:",
+        '        print(f"first task of release {VERSION}", flush=True)',
+        '        time.sleep(int(params["seconds"]))',
+        "        return VERSION",
+        "",
+        "    @task",
+        "    def report(seen: str) -> str:",
+        '        return f"first ran {seen}, report ran {VERSION}"',
+        "",
+        "    report(first())",
+    ]
+    if extra_task:
+        lines += ["", "    @task", "    def added_in_v2() -> str:", '        return "new task"', "", "    added_in_v2()"]
+    return "\n".join([*lines, "", f"{DAG_ID}()", ""])
+
+
+class Releases:
+    def __init__(self, stack: Stack, artifacts: Path):
+        self.stack = stack
+        self.artifacts = artifacts
+
+    def publish(self, version: int, **options) -> str:
+        folder = self.stack.workdir / f"release-{version}"
+        folder.mkdir(exist_ok=True)
+        (folder / f"{DAG_ID}.py").write_text(dag_source(version, **options))
+        dagpublish.publish(folder, f"{version}.0.0", self.artifacts)
+        return f"dags-{version}.0.0"
+
+    def status(self) -> dict:
+        out = self.stack.run("exec", "-T", "dag-sync", "airflow-stack", "dag-sync", "status").stdout
+        return json.loads(out)
+
+    def live_files(self) -> str:
+        script = "readlink /opt/airflow/dag-releases/current && cd /opt/airflow/dag-releases/current/ && find . -type f | sort | xargs sha256sum"
+        return self.stack.run("exec", "-T", "dag-sync", "sh", "-c", script).stdout
+
+    def wait_active(self, version: str) -> None:
+        poll(f"{version} active", lambda: self.status()["current_version"] == version, 60,
+             lambda: self.stack.logs("dag-sync", "artifacts"))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def releases(stack: Stack) -> Releases:
+    artifacts = stack.workdir / "artifacts"
+    artifacts.mkdir(mode=0o755)
+    found = Releases(stack, artifacts)
+    found.publish(1)
+    for key, value in {
+        "COMPOSE_PROFILES": "s3,dag-sync",
+        "AIRFLOW_STACK_DAG_RELEASES_DIR": "/opt/airflow/dag-releases",
+        "AIRFLOW_STACK_ARTIFACTS_DIR": str(artifacts),
+        "AIRFLOW_STACK_DAG_SYNC_INTERVAL": "2",
+    }.items():
+        hostinit.set_env_value(stack.env_file, key, value)
+    stack.reload_env()
+    stack.up()
+    return found
+
+
+def tasks_of(api: httpx.Client) -> set[str]:
+    response = api.get(f"/dags/{DAG_ID}/tasks")
+    return {t["task_id"] for t in response.json()["tasks"]} if response.status_code == 200 else set()
+
+
+def trigger(api: httpx.Client, seconds: int = 0) -> str:
+    assert api.patch(f"/dags/{DAG_ID}", json={"is_paused": False}).status_code == 200
+    created = api.post(f"/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": {"seconds": seconds}})
+    assert created.status_code == 200, created.text
+    return created.json()["dag_run_id"]
+
+
+def finish(stack: Stack, api: httpx.Client, run_id: str) -> dict[str, str]:
+    """Wait for the run; return {task_id: state}, asserting the run succeeded."""
+
+    def done():
+        state = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}").json()["state"]
+        return state if state in ("success", "failed") else None
+
+    state = poll(f"run {run_id} finished", done, 180, lambda: stack.logs("scheduler", "worker"))
+    tis = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
+    states = {ti["task_id"]: ti["state"] for ti in tis}
+    assert state == "success", (states, stack.logs("worker", tail=80))
+    return states
+
+
+def report(api: httpx.Client, run_id: str) -> str:
+    xcom = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/report/xcomEntries/return_value")
+    assert xcom.status_code == 200, xcom.text
+    return xcom.json()["value"]
+
+
+def test_v1_is_pulled_and_its_dag_runs(releases: Releases):
+    releases.wait_active("dags-1.0.0")
+    stack = releases.stack
+    assert "activated dags-1.0.0" in stack.logs("dag-sync")
+    with stack.api() as api:
+        poll("v1 parsed", lambda: tasks_of(api) == {"first", "report"}, 90, lambda: stack.logs("dag-processor"))
+        run_id = trigger(api)
+        assert finish(stack, api, run_id) == {"first": "success", "report": "success"}
+        assert report(api, run_id) == "first ran 1, report ran 1"
+        assert api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}").json()["bundle_version"] == "dags-1.0.0"
+
+
+def test_v2_is_switched_in_while_a_v1_task_runs_and_the_run_stays_on_v1(releases: Releases):
+    stack = releases.stack
+    with stack.api() as api:
+        old_run = trigger(api, seconds=45)
+        first = f"/dags/{DAG_ID}/dagRuns/{old_run}/taskInstances/first"
+        poll("first task running", lambda: api.get(first).json().get("state") == "running", 90,
+             lambda: stack.logs("scheduler", "worker"))  # fmt: skip
+
+        releases.publish(2, extra_task=True)
+        releases.wait_active("dags-2.0.0")
+        assert api.get(first).json()["state"] == "running", "the switch must happen while the task runs"
+        poll("v2 parsed", lambda: "added_in_v2" in tasks_of(api), 60, lambda: stack.logs("dag-processor"))
+
+        # The run created under v1 finishes on v1's code: `report` starts after the switch.
+        assert finish(stack, api, old_run) == {"first": "success", "report": "success"}
+        assert report(api, old_run) == "first ran 1, report ran 1"
+
+        new_run = trigger(api)
+        assert finish(stack, api, new_run) == {"first": "success", "report": "success", "added_in_v2": "success"}
+        assert report(api, new_run) == "first ran 2, report ran 2"
+
+
+def test_a_release_with_an_import_error_is_refused_and_nothing_changes(releases: Releases):
+    before = releases.live_files()
+    releases.publish(3, broken=True)
+
+    def refused():
+        status = releases.status()
+        return status if "dags-3.0.0" not in str(status["current_version"]) and status["last_error"] and \
+            "module_that_does_not_exist" in status["last_error"] else None  # fmt: skip
+
+    status = poll("v3 refused", refused, 60, lambda: releases.stack.logs("dag-sync"))
+    assert status["current_version"] == "dags-2.0.0"
+    assert "import errors" in status["last_error"] and "release_probe.py" in status["last_error"]
+    assert "rejected: ValidationFailed" in releases.stack.logs("dag-sync")
+    assert releases.live_files() == before
+    assert "dags-3.0.0" not in status["releases"]
+
+
+def test_rollback_brings_v1_back_and_pins_it(releases: Releases):
+    stack = releases.stack
+    result = stack.run("exec", "-T", "dag-sync", "airflow-stack", "dag-sync", "rollback")
+    assert "rolled back from dags-2.0.0 to dags-1.0.0" in result.stderr
+    status = releases.status()
+    assert status["current_version"] == "dags-1.0.0" and status["pinned"] is True
+    with stack.api() as api:
+        poll("v1 parsed again", lambda: tasks_of(api) == {"first", "report"}, 60, lambda: stack.logs("dag-processor"))
+        run_id = trigger(api)
+        assert finish(stack, api, run_id) == {"first": "success", "report": "success"}
+        assert report(api, run_id) == "first ran 1, report ran 1"
