@@ -14,6 +14,13 @@ Modules, one concern each:
     bootstrap     the one-shot `bootstrap` job: connections, variables and pools from a file
     s3logs        S3 remote task logs: switched on by one setting, probed at start
     loggroom      local log retention (`groom-logs`)
+    dagsync       `dag-sync`: poll the artifact source, verify, extract, validate, switch; rollback
+    dagsource     where DAG artifacts come from: HTTP(S) or S3, conditional requests, checksums
+    archive       safe extraction of tar.gz and zip artifacts, with limits
+    dagvalidate   import a release's DAGs with Airflow's DagBag in a forked child before it goes live
+    releases      the release store on shared storage, the atomic switch, and the bundle settings
+    dagbundle     the versioned Airflow DAG bundle that reads the release store
+    dagpublish    publish a DAG folder as a versioned artifact (host side, stdlib only)
     healthcheck   cheap container health probes that do not import Airflow
     hostinit      `make init` and the .env edits of rotation (host side, stdlib only)
     stackwait     `make up`: waits until every compose service is ready (host side, stdlib only)

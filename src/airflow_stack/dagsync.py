@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from airflow_stack import archive, dagsource, dagvalidate
 from airflow_stack.errors import StackError, log
-from airflow_stack.releases import RELEASES_DIR_SETTING, Status, Store, now_iso
+from airflow_stack.releases import DEFAULT_RELEASES_DIR, DEFAULT_SYNC_INTERVAL, RELEASES_DIR_SETTING, Status, Store, now_iso
 
 USAGE = __doc__.split("\n\n")[1]
 MB = 1024 * 1024
@@ -45,8 +45,10 @@ class DagSyncSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: str = Field(description="http(s)://... or s3://bucket/key: an artifact or a version pointer")
-    releases_dir: Path = Field(Path("/opt/airflow/dag-releases"), description="the release store (EFS on AWS)")
-    sync_interval: float = Field(30.0, gt=0, description="seconds between polls")
+    releases_dir: Path = Field(Path(DEFAULT_RELEASES_DIR), description="the release store (EFS on AWS)")
+    # 5 s: a conditional request answered 304 costs next to nothing, and the mean wait for a
+    # poll is half the interval (30 s would make "visible in 10 s" impossible).
+    sync_interval: float = Field(DEFAULT_SYNC_INTERVAL, gt=0, description="seconds between polls")
     keep_releases: int = Field(10, ge=2, description="releases kept on disk, the current one included")
     validate_dags: bool = True
     validate_timeout: float = Field(300.0, gt=0)
@@ -256,7 +258,7 @@ def resume(store: Store) -> str:
 
 
 def store_of(env: Mapping[str, str]) -> Store:
-    return Store(env.get(RELEASES_DIR_SETTING) or DagSyncSettings.model_fields["releases_dir"].default)
+    return Store(env.get(RELEASES_DIR_SETTING) or DEFAULT_RELEASES_DIR)
 
 
 def build(env: Mapping[str, str], *, validate: bool = True) -> DagSync:

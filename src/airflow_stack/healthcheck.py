@@ -82,11 +82,11 @@ def probe_worker() -> str:
 
 
 def probe_dag_sync() -> str:
-    store = releases.Store(os.environ.get(releases.RELEASES_DIR_SETTING) or "/opt/airflow/dag-releases")
+    store = releases.Store(os.environ.get(releases.RELEASES_DIR_SETTING) or releases.DEFAULT_RELEASES_DIR)
     status = store.read_status() if store.status_file.exists() else None
     if status is None or not status.last_check:
         raise Unhealthy(f"no poll recorded yet in {store.status_file}")
-    interval = float(os.environ.get("AIRFLOW_STACK_DAG_SYNC_INTERVAL") or 30)
+    interval = float(os.environ.get("AIRFLOW_STACK_DAG_SYNC_INTERVAL") or releases.DEFAULT_SYNC_INTERVAL)
     checked = datetime.strptime(status.last_check, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
     age, limit = time.time() - checked, max(3 * interval, 90)
     if age > limit:

@@ -34,7 +34,10 @@ from pathlib import Path
 from airflow_stack.errors import StackError
 
 RELEASES_DIR_SETTING = "AIRFLOW_STACK_DAG_RELEASES_DIR"
+DEFAULT_RELEASES_DIR = "/opt/airflow/dag-releases"
 REFRESH_SETTING = "AIRFLOW_STACK_DAG_REFRESH_INTERVAL"
+# dag-sync's default poll interval (its settings and the healthcheck's staleness limit)
+DEFAULT_SYNC_INTERVAL = 5.0
 BUNDLE_NAME = "dags-folder"  # the name of Airflow's default bundle: switching modes keeps every DAG's identity
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 

@@ -30,10 +30,11 @@ from .test_archive import entry, make_tar
 class Repo:
     """An artifact repository served over HTTP: files by name, ETag = content hash."""
 
-    def __init__(self, httpserver, token: str | None = None):
+    def __init__(self, httpserver, token: str | None = None, basic: tuple[str, str] | None = None):
         self.files: dict[str, bytes] = {}
         self.hits: list[tuple[str, int]] = []
         self.token = token
+        self.basic = basic
         self.delay = 0.0
         self.url = httpserver.url_for("/dags/")
         httpserver.expect_request(re_any()).respond_with_handler(self.handle)
@@ -41,6 +42,9 @@ class Repo:
     def handle(self, request: Request) -> Response:
         name = request.path.removeprefix("/dags/")
         if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
+            return self._hit(name, Response("no", status=401))
+        if self.basic and (request.authorization is None or
+                           (request.authorization.username, request.authorization.password) != self.basic):
             return self._hit(name, Response("no", status=401))
         if self.delay:
             time.sleep(self.delay)
@@ -140,6 +144,17 @@ def test_bearer_token_is_sent(tmp_path, httpserver):
     ok, decision = make_sync(tmp_path / "a", repo.url + "LATEST").poll()
     assert not ok and "answered 401" in decision and "token" in decision
     sync = make_sync(tmp_path / "b", repo.url + "LATEST", AIRFLOW_STACK_DAG_SOURCE_TOKEN="s3cr3t-token")
+    ok, decision = sync.poll()
+    assert ok and "activated dags-1" in decision, decision
+
+
+def test_basic_auth_is_sent(tmp_path, httpserver):
+    repo = Repo(httpserver, basic=("robot", "pa55-word"))
+    repo.publish(dag_folder(tmp_path, "v1", "x = 1\n"), "1", tmp_path / "published")
+    password_file = tmp_path / "password"
+    password_file.write_text("pa55-word\n")
+    sync = make_sync(tmp_path / "s", repo.url + "LATEST", AIRFLOW_STACK_DAG_SOURCE_USERNAME="robot",
+                     AIRFLOW_STACK_DAG_SOURCE_PASSWORD_FILE=str(password_file))  # fmt: skip
     ok, decision = sync.poll()
     assert ok and "activated dags-1" in decision, decision
 
