@@ -158,8 +158,10 @@ class DagSync:
                 decision = self._poll(status)
                 status.last_success = status.last_check
                 ok = True
+            # OSError: the shared volume is full or not writable; recorded like the rest, and
+            # the next poll tries again.
             except (dagsource.SourceError, archive.UnsafeArchive, ChecksumMismatch,
-                    dagvalidate.ValidationFailed) as exc:  # fmt: skip
+                    dagvalidate.ValidationFailed, OSError) as exc:  # fmt: skip
                 status.last_error, status.last_error_at = f"{type(exc).__name__}: {exc}", status.last_check
                 decision = f"kept {self.store.current_version() or '(no release yet)'}; rejected: {status.last_error}"
                 ok = False

@@ -226,8 +226,8 @@ def _fsync_dir(path: Path) -> None:
 def configure_airflow(env: MutableMapping[str, str]) -> None:
     """Use the release store as the `dags-folder` bundle when AIRFLOW_STACK_DAG_RELEASES_DIR is
     set. The bundle is refreshed every AIRFLOW_STACK_DAG_REFRESH_INTERVAL s (default 2; a
-    readlink and one small DB update), so a new release is parsed seconds after its switch.
-    An explicit AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST still wins."""
+    readlink and one small DB update), so a new release is parsed seconds after its switch, and
+    its serialized DAGs are written at once. Explicit AIRFLOW__* settings still win."""
     root = env.get(RELEASES_DIR_SETTING)
     if not root:
         return
@@ -243,3 +243,9 @@ def configure_airflow(env: MutableMapping[str, str]) -> None:
               "kwargs": {"releases_dir": root, "refresh_interval": refresh}}  # fmt: skip
     env.setdefault("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps([bundle]))
     env.setdefault("AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL", str(refresh))
+    # Airflow skips writing a changed serialized DAG within 30 s of its last write, while it
+    # already records the new bundle version on the DAG: a release published within 30 s of the
+    # previous one would wait for the next parse, and a run created meanwhile would pair the old
+    # DAG structure with the new code. Files are still parsed at most every
+    # min_file_process_interval (30 s), so this does not raise the write rate of steady DAGs.
+    env.setdefault("AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL", "0")

@@ -65,6 +65,7 @@ def test_configure_airflow_uses_the_release_bundle_only_when_asked():
     assert bundle == [{"name": "dags-folder", "classpath": "airflow_stack.dagbundle.ReleaseDagBundle",
                        "kwargs": {"releases_dir": "/opt/airflow/dag-releases", "refresh_interval": 2}}]  # fmt: skip
     assert env["AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL"] == "2"
+    assert env["AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL"] == "0"
     explicit = {"AIRFLOW_STACK_DAG_RELEASES_DIR": "/x", "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": "[]"}
     releases.configure_airflow(explicit)
     assert explicit["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] == "[]"
@@ -78,7 +79,7 @@ def test_dag_sync_health_is_the_age_of_the_last_poll(tmp_path: Path, monkeypatch
     with pytest.raises(healthcheck.Unhealthy, match="no poll recorded"):
         healthcheck.probe("dag-sync")
     store.write_status(Status(last_check=releases.now_iso()))
-    assert "last poll 0 s ago" in healthcheck.probe("dag-sync")
+    assert healthcheck.probe("dag-sync").startswith("last poll ")
     store.write_status(Status(last_check="2020-01-01T00:00:00Z"))
     with pytest.raises(healthcheck.Unhealthy, match="limit 90 s"):
         healthcheck.probe("dag-sync")
