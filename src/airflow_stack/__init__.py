@@ -22,6 +22,7 @@ Modules, one concern each:
     dagbundle     the versioned Airflow DAG bundle that reads the release store
     dagpublish    publish a DAG folder as a versioned artifact (host side, stdlib only)
     healthcheck   cheap container health probes that do not import Airflow
+    monitor       `monitor`: queue depth, desired workers and heartbeat ages to logs, Prometheus, CloudWatch
     hostinit      `make init` and the .env edits of rotation (host side, stdlib only)
     stackwait     `make up`: waits until every compose service is ready (host side, stdlib only)
 """

@@ -7,6 +7,7 @@
     airflow-stack groom-logs [--once]       delete local logs older than the retention
     airflow-stack dag-sync [--once|status|rollback [VERSION]|resume]
                                             pull DAG releases from the artifact source (dagsync)
+    airflow-stack monitor [--once]          queue depth, desired workers, heartbeats (monitor)
     airflow-stack components                list the components
     airflow-stack ARGS...                   anything else: exec `airflow ARGS...`
 """
@@ -66,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             from airflow_stack import dagsync  # pydantic: imported only for this command
 
             return dagsync.main(args[1:], os.environ)
+        if args[0] == "monitor":
+            from airflow_stack import monitor
+
+            return monitor.main(args[1:])
         if args[0] == "healthcheck":
             if len(args) != 2:
                 raise StackError("`healthcheck` takes exactly one component")

@@ -1,6 +1,7 @@
 """Direct access to the metadata database without importing Airflow: a connection from
-`[database] sql_alchemy_conn`, the job heartbeat query of the health probes, and the table in
-which `init` records the shared secrets' fingerprints."""
+`[database] sql_alchemy_conn`, the job heartbeat query of the health probes and the monitor,
+task counts for the monitor, and the table in which `init` records the shared secrets'
+fingerprints."""
 
 from __future__ import annotations
 
@@ -24,17 +25,29 @@ def connect(env: Mapping[str, str], timeout: int = 5):
     return psycopg2.connect(libpq_url(url), connect_timeout=timeout)
 
 
-def heartbeat_age(conn, job_type: str, hostnames: list[str]) -> float | None:
-    """Seconds since the newest running job of `job_type` on one of `hostnames` heartbeated."""
+def heartbeat_age(conn, job_type: str, hostnames: list[str] | None) -> float | None:
+    """Seconds since the newest running job of `job_type` (on one of `hostnames`, when given)
+    heartbeated."""
+    where = " AND hostname = ANY(%s)" if hostnames is not None else ""
     with conn.cursor() as cursor:
         cursor.execute(
             "SELECT EXTRACT(EPOCH FROM now() - latest_heartbeat) FROM job"
-            " WHERE job_type = %s AND state = 'running' AND hostname = ANY(%s)"
+            f" WHERE job_type = %s AND state = 'running'{where}"
             " ORDER BY latest_heartbeat DESC LIMIT 1",
-            (job_type, hostnames),
+            (job_type, hostnames) if hostnames is not None else (job_type,),
         )
         row = cursor.fetchone()
     return None if row is None else float(row[0])
+
+
+def task_counts(conn, states: tuple[str, ...]) -> dict[tuple[str, str], int]:
+    """{(state, queue): task instances} for the given states."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT state, queue, count(*) FROM task_instance WHERE state = ANY(%s) GROUP BY state, queue",
+            (list(states),),
+        )
+        return {(state, queue or "default"): count for state, queue, count in cursor.fetchall()}
 
 
 def read_fingerprints(conn) -> dict[str, str]:
