@@ -42,6 +42,13 @@ def test_containers_run_as_non_root_under_an_init_process(stack: Stack):
     assert uid != "0" and gid == "0" and pid1 == "tini"
 
 
+def test_the_worker_loads_the_image_celery_hooks(stack: Stack):
+    # celeryconfig's `imports` reach the real worker: scale-in protection reports itself off
+    # outside ECS (it is tested against a fake ECS agent in tests/unit/test_scaleprotect.py).
+    poll("worker hooks loaded", lambda: "scale-in protection: off (not on ECS" in stack.logs("worker"), 60,
+         lambda: stack.logs("worker"))  # fmt: skip
+
+
 def test_postgres_and_redis_are_not_published(stack: Stack):
     assert stack.run("port", "postgres", "5432", check=False).stdout.strip() in ("", ":0")
     assert stack.run("port", "redis", "6379", check=False).stdout.strip() in ("", ":0")
