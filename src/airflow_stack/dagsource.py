@@ -39,10 +39,11 @@ class Offer:
 
     artifact: str  # URL or s3:// URL of the archive
     fmt: str  # tar | zip
-    version: str | None  # None until downloaded (artifact mode)
+    version: str  # set by check(): from the pointer, or from the content (artifact mode)
     state: dict[str, str] = field(default_factory=dict)  # conditional-request state to keep
     sha256: str | None = None  # expected, when the source offers one
     archive: Path | None = None  # set once downloaded
+    digest: str | None = None  # SHA-256 of the downloaded archive, computed while streaming
 
 
 class Source(Protocol):
@@ -113,9 +114,9 @@ def copy_capped(source: BinaryIO | object, target: Path, max_bytes: int, where: 
     return digest.hexdigest()
 
 
-def _versioned_by_content(offer: Offer, sha256: str) -> None:
-    name = PurePosixPath(urlsplit(offer.artifact).path).name
-    offer.version = check_version(f"{strip_suffix(name)[:100]}-{sha256[:12]}")
+def version_by_content(artifact: str, sha256: str) -> str:
+    name = PurePosixPath(urlsplit(artifact).path).name
+    return check_version(f"{strip_suffix(name)[:100]}-{sha256[:12]}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -187,11 +188,9 @@ class HttpSource:
             if sha256 is None:
                 return None
             final = str(response.url)
-            offer = Offer(final, archive_format(PurePosixPath(urlsplit(final).path).name), None,
-                          self._state(response), response.headers.get("x-checksum-sha256"), target)  # fmt: skip
-            offer.state["sha256"] = sha256
-            _versioned_by_content(offer, sha256)
-            return offer
+            return Offer(final, archive_format(PurePosixPath(urlsplit(final).path).name),
+                         version_by_content(final, sha256), self._state(response),
+                         response.headers.get("x-checksum-sha256"), target, sha256)  # fmt: skip
         try:
             response = self.client.get(self.location, headers=self._conditional(state))
         except self._httpx.HTTPError as exc:
@@ -209,7 +208,7 @@ class HttpSource:
     def download(self, offer: Offer, scratch: Path) -> Path:
         if offer.archive is None:
             target = scratch / "artifact"
-            response, sha256 = self._get_to_file(offer.artifact, target, {})
+            response, offer.digest = self._get_to_file(offer.artifact, target, {})
             offer.sha256 = offer.sha256 or response.headers.get("x-checksum-sha256")
             offer.archive = target
         return offer.archive
@@ -284,10 +283,8 @@ class S3Source:
         if is_artifact(self.location):
             target = scratch / "artifact"
             sha256 = self._to_file(response, target, self.location)
-            offer = Offer(self.location, archive_format(self.key), None, {"etag": response["ETag"], "sha256": sha256},
-                          response.get("Metadata", {}).get("sha256"), target)  # fmt: skip
-            _versioned_by_content(offer, sha256)
-            return offer
+            return Offer(self.location, archive_format(self.key), version_by_content(self.location, sha256),
+                         {"etag": response["ETag"]}, response.get("Metadata", {}).get("sha256"), target, sha256)  # fmt: skip
         if response["ContentLength"] > 64 * 1024:
             raise SourceError(f"the version pointer {self.location} is over 64 KiB: is it an artifact?")
         text = response["Body"].read().decode("utf-8", "replace")
@@ -310,7 +307,7 @@ class S3Source:
                 raise SourceError(f"the pointer names {offer.artifact}, outside the bucket {self.bucket!r}")
             response = self._get(key)
             target = scratch / "artifact"
-            self._to_file(response, target, offer.artifact)
+            offer.digest = self._to_file(response, target, offer.artifact)
             offer.sha256 = offer.sha256 or response.get("Metadata", {}).get("sha256")
             offer.archive = target
         return offer.archive

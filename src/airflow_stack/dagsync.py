@@ -16,7 +16,6 @@ and recorded in status.json, and the next poll tries again. One log line per dec
 
 from __future__ import annotations
 
-import hashlib
 import json
 import signal
 import sys
@@ -129,14 +128,6 @@ def make_source(cfg: DagSyncSettings) -> dagsource.Source:
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(MB):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class DagSync:
     """One release store fed by one source."""
 
@@ -176,28 +167,26 @@ class DagSync:
             if offer is None:
                 return f"unchanged: {self.source.location} not modified; current {current}"
             if status.pinned:
-                return (f"pinned at {current} by rollback; the source offers {offer.version or 'a new artifact'}; "
+                return (f"pinned at {current} by rollback; the source offers {offer.version}; "
                         "`airflow-stack dag-sync resume` follows it again")  # fmt: skip
-            if offer.version is None or offer.version not in (current, *self.store.versions()):
-                self.source.download(offer, scratch)
             if offer.version == current:
                 status.source_state = offer.state
                 return f"unchanged: the source offers {current}, already current"
             if self.store.has(offer.version):
-                self._switch(status, offer.version)
+                switch(self.store, status, offer.version)
                 status.source_state = offer.state
                 return f"activated {offer.version} (already on disk, not downloaded again)"
+            self.source.download(offer, scratch)  # artifact mode: check() downloaded it already
             verified = self._verify(offer)
             release = scratch / "release"
             files = archive.extract(offer.archive, offer.fmt, release, self.limits)
             dags = self.validator(release) if self.validator else None
             self.store.add(release, offer.version)
-            previous = current
-            self._switch(status, offer.version)
+            switch(self.store, status, offer.version)
             status.source_state = offer.state
             pruned = self.store.prune(self.cfg.keep_releases, status.history)
         checked = f"{len(dags)} DAG(s) imported" if dags is not None else "validation off"
-        return (f"activated {offer.version} (was {previous or 'no release'}): {files} file(s), {checked}, "
+        return (f"activated {offer.version} (was {current or 'no release'}): {files} file(s), {checked}, "
                 f"checksum {verified}" + (f"; pruned {', '.join(pruned)}" if pruned else ""))  # fmt: skip
 
     def _verify(self, offer: dagsource.Offer) -> str:
@@ -209,13 +198,9 @@ class DagSync:
                     "`sha256` or a .sha256 sidecar) and AIRFLOW_STACK_DAG_REQUIRE_CHECKSUM is true"
                 )
             return "not offered by the source"
-        actual = offer.state.get("sha256") or _sha256(offer.archive)
-        if actual.lower() != expected.lower():
-            raise ChecksumMismatch(f"{offer.artifact} has SHA-256 {actual}, but the source says {expected}")
+        if offer.digest != expected.lower():
+            raise ChecksumMismatch(f"{offer.artifact} has SHA-256 {offer.digest}, but the source says {expected}")
         return "verified"
-
-    def _switch(self, status: Status, version: str) -> None:
-        switch(self.store, status, version)
 
     def serve(self) -> None:
         log(f"dag-sync: polling {self.source.location} every {self.cfg.sync_interval:g} s into {self.store.root} "
