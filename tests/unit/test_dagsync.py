@@ -35,6 +35,10 @@ class Repo:
         self.hits: list[tuple[str, int]] = []
         self.token = token
         self.basic = basic
+        self.checksum_header = False  # answer X-Checksum-Sha256, as Artifactory does
+        self.header_checksums: dict[str, str] = {}  # override the header's value per file
+        self.etags = True  # False: Last-Modified only
+        self.modified: dict[str, str] = {}
         self.delay = 0.0
         self.url = httpserver.url_for("/dags/")
         httpserver.expect_request(re_any()).respond_with_handler(self.handle)
@@ -51,10 +55,18 @@ class Repo:
         if name not in self.files:
             return self._hit(name, Response("not found", status=404))
         body = self.files[name]
+        if not self.etags:
+            modified = self.modified[name]
+            if request.headers.get("If-Modified-Since") == modified:
+                return self._hit(name, Response(status=304))
+            return self._hit(name, Response(body, headers={"Last-Modified": modified}))
         etag = f'"{hashlib.sha1(body).hexdigest()}"'
         if request.headers.get("If-None-Match") == etag:
             return self._hit(name, Response(status=304))
-        return self._hit(name, Response(body, headers={"ETag": etag}))
+        headers = {"ETag": etag}
+        if self.checksum_header:
+            headers["X-Checksum-Sha256"] = self.header_checksums.get(name, hashlib.sha256(body).hexdigest())
+        return self._hit(name, Response(body, headers=headers))
 
     def _hit(self, name: str, response: Response) -> Response:
         self.hits.append((name, response.status_code))
@@ -226,6 +238,29 @@ def test_a_checksum_from_the_sidecar_is_checked(live, repo: Repo, tmp_path):
     repo.files["LATEST"] = b"dags-2.0.0.tar.gz\n"  # no hash in the pointer
     repo.files["dags-2.0.0.tar.gz.sha256"] = ("f" * 64 + "  dags-2.0.0.tar.gz\n").encode()
     assert_rejected(live, "the source says ffff")
+
+
+def test_the_artifactory_checksum_header_is_checked(live, repo: Repo, tmp_path):
+    repo.publish(dag_folder(tmp_path, "v2", "VERSION = 2\n"), "2.0.0", tmp_path / "published")
+    repo.files["LATEST"] = b"dags-2.0.0.tar.gz\n"
+    del repo.files["dags-2.0.0.tar.gz.sha256"]
+    repo.checksum_header = True
+    repo.header_checksums["dags-2.0.0.tar.gz"] = "e" * 64
+    assert_rejected(live, "the source says eeee")
+    del repo.header_checksums["dags-2.0.0.tar.gz"]
+    ok, decision = live.poll()
+    assert ok and "activated dags-2.0.0" in decision and "checksum verified" in decision, decision
+
+
+def test_last_modified_is_used_when_the_server_sends_no_etag(tmp_path, repo: Repo):
+    repo.etags = False
+    repo.publish(dag_folder(tmp_path, "v1", "x = 1\n"), "1", tmp_path / "published")
+    repo.modified = {name: "Wed, 25 Nov 2026 00:00:00 GMT" for name in repo.files}
+    sync = make_sync(tmp_path, repo.url + "LATEST")
+    assert sync.poll()[0]
+    repo.hits.clear()
+    ok, decision = sync.poll()
+    assert ok and "not modified" in decision and repo.hits == [("LATEST", 304)]
 
 
 def test_a_missing_checksum_is_refused_when_required(tmp_path, repo: Repo):
