@@ -8,7 +8,7 @@ import pytest
 
 from airflow_stack.stackwait import read_states
 
-from .conftest import DAG_ID, Stack, trigger_and_wait
+from .conftest import DAG_ID, Stack, poll, trigger_and_wait
 
 BUCKET = "airflow-logs"
 PREFIX = "e2e"
@@ -49,7 +49,8 @@ def test_task_log_is_read_from_s3_after_the_worker_is_gone(s3_stack: Stack):
     with s3_stack.api() as api:
         run_id = trigger_and_wait(s3_stack, api)
     key = f"{PREFIX}/dag_id={DAG_ID}/run_id={run_id}/task_id=greet/attempt=1.log"
-    assert key in bucket_keys(s3_stack)
+    # The worker uploads a task's log after it has reported the task's state: poll for it.
+    poll(f"{key} uploaded", lambda: key in bucket_keys(s3_stack), 60, lambda: s3_stack.logs("worker"))
 
     s3_stack.run("rm", "--stop", "--force", "worker")
     assert "worker" not in {s.service for s in read_states(s3_stack.compose)}
