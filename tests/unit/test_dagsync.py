@@ -361,34 +361,19 @@ def test_invalid_settings_are_refused_naming_each_variable(tmp_path):
 
 
 # -- S3 (moto's server) -------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def s3(s3_endpoint, monkeypatch):
+def s3(moto_endpoint, aws_test_credentials):
     import boto3
 
-    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    client = boto3.client("s3", endpoint_url=moto_endpoint)
     bucket = f"dags-{os.urandom(4).hex()}"
     client.create_bucket(Bucket=bucket)
     return client, bucket
 
 
-def test_s3_pointer_conditional_requests_checksum_and_faults(tmp_path, s3, s3_endpoint):
+def test_s3_pointer_conditional_requests_checksum_and_faults(tmp_path, s3, moto_endpoint):
     client, bucket = s3
-    sync = make_sync(tmp_path, f"s3://{bucket}/prod/LATEST", AIRFLOW_STACK_S3_ENDPOINT_URL=s3_endpoint)
+    sync = make_sync(tmp_path, f"s3://{bucket}/prod/LATEST", AIRFLOW_STACK_S3_ENDPOINT_URL=moto_endpoint)
     ok, decision = sync.poll()
     assert not ok and f"s3://{bucket}/prod/LATEST does not exist" in decision
 

@@ -3,7 +3,6 @@ log line, and PutMetricData against moto's CloudWatch server on 127.0.0.1."""
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 
 import pytest
@@ -59,24 +58,9 @@ def test_prometheus_sink_serves_gauges(unused_port):
     assert "airflow_stack_desired_workers 1.0" in text
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-def test_cloudwatch_sink_puts_every_value_with_its_dimensions(moto_endpoint, monkeypatch):
+def test_cloudwatch_sink_puts_every_value_with_its_dimensions(moto_endpoint, aws_test_credentials):
     import boto3
 
-    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "eu-west-1"}.items():
-        monkeypatch.setenv(name, value)
     env = {"AIRFLOW_STACK_CLOUDWATCH_ENDPOINT_URL": moto_endpoint, "AIRFLOW_STACK_MONITOR_STACK": "unit",
            "AIRFLOW_STACK_MONITOR_NAMESPACE": "AirflowStackUnit"}  # fmt: skip
     monitor.cloudwatch_sink(env)(monitor.Sample(queued={"default": 40}, running={"default": 8}, dag_release_age=12))
