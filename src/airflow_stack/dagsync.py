@@ -27,7 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from airflow_stack import archive, dagsource, dagvalidate
 from airflow_stack.errors import StackError, log
-from airflow_stack.releases import DEFAULT_RELEASES_DIR, DEFAULT_SYNC_INTERVAL, RELEASES_DIR_SETTING, Status, Store, now_iso
+from airflow_stack.releases import (
+    DEFAULT_RELEASES_DIR, DEFAULT_SYNC_INTERVAL, RELEASES_DIR_SETTING, Status, Store, now_iso, store_of,
+)  # fmt: skip
 
 USAGE = __doc__.split("\n\n")[1]
 MB = 1024 * 1024
@@ -242,10 +244,6 @@ def resume(store: Store) -> str:
         status.source_state = {}
         store.write_status(status)
     return "unpinned: the next poll activates whatever the source offers"
-
-
-def store_of(env: Mapping[str, str]) -> Store:
-    return Store(env.get(RELEASES_DIR_SETTING) or DEFAULT_RELEASES_DIR)
 
 
 def build(env: Mapping[str, str], *, validate: bool = True) -> DagSync:

@@ -14,10 +14,8 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
 
 from airflow_stack import components, metadb, releases, settings
 
@@ -82,13 +80,12 @@ def probe_worker() -> str:
 
 
 def probe_dag_sync() -> str:
-    store = releases.Store(os.environ.get(releases.RELEASES_DIR_SETTING) or releases.DEFAULT_RELEASES_DIR)
-    status = store.read_status() if store.status_file.exists() else None
-    if status is None or not status.last_check:
+    store = releases.store_of(os.environ)
+    status = store.read_status()
+    if not status.last_check:
         raise Unhealthy(f"no poll recorded yet in {store.status_file}")
     interval = float(os.environ.get("AIRFLOW_STACK_DAG_SYNC_INTERVAL") or releases.DEFAULT_SYNC_INTERVAL)
-    checked = datetime.strptime(status.last_check, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
-    age, limit = time.time() - checked, max(3 * interval, 90)
+    age, limit = releases.age_seconds(status.last_check), max(3 * interval, 90)
     if age > limit:
         raise Unhealthy(f"the last poll was {age:.0f} s ago (limit {limit:.0f} s)")
     return f"last poll {age:.0f} s ago; current release {status.current_version}"

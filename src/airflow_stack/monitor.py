@@ -27,7 +27,6 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from airflow_stack import metadb, releases
 from airflow_stack.errors import StackError, log
@@ -77,14 +76,8 @@ def release_age(env: Mapping[str, str]) -> float | None:
     root = env.get(releases.RELEASES_DIR_SETTING)
     if not root:
         return None
-    store = releases.Store(root)
-    if not store.status_file.exists():
-        return None
-    activated = store.read_status().last_activation
-    if not activated:
-        return None
-    when = datetime.strptime(activated, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    return max(0.0, time.time() - when.timestamp())
+    activated = releases.Store(root).read_status().last_activation
+    return max(0.0, releases.age_seconds(activated)) if activated else None
 
 
 def take_sample(env: Mapping[str, str]) -> Sample:

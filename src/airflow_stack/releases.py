@@ -18,15 +18,15 @@ AIRFLOW_STACK_DAG_RELEASES_DIR is set; otherwise the mounted DAG folder is used 
 
 from __future__ import annotations
 
+import calendar
 import fcntl
 import json
-from collections.abc import MutableMapping
 import os
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,8 +52,16 @@ def check_version(version: str) -> str:
     return version
 
 
+_ISO = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return time.strftime(_ISO, time.gmtime())
+
+
+def age_seconds(iso: str) -> float:
+    """Seconds since a time written by now_iso()."""
+    return time.time() - calendar.timegm(time.strptime(iso, _ISO))
 
 
 @dataclass
@@ -77,6 +85,11 @@ class Status:
         data = json.loads(text)
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+def store_of(env: Mapping[str, str]) -> Store:
+    """The store AIRFLOW_STACK_DAG_RELEASES_DIR names, or the default one."""
+    return Store(env.get(RELEASES_DIR_SETTING) or DEFAULT_RELEASES_DIR)
 
 
 class Store:
