@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from airflow_stack import metadb, releases
+from airflow_stack import metadb, releases, settings
 from airflow_stack.errors import StackError, log
 
 SINKS = ("log", "prometheus", "cloudwatch")
@@ -65,13 +65,6 @@ class Sample:
         return rows
 
 
-def _int_setting(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name) or str(default)
-    if not raw.isdigit() or int(raw) <= 0:
-        raise StackError(f"{name}={raw!r} is not a positive whole number", setting=name, fix=f"set it to e.g. {default}")
-    return int(raw)
-
-
 def release_age(env: Mapping[str, str]) -> float | None:
     root = env.get(releases.RELEASES_DIR_SETTING)
     if not root:
@@ -90,7 +83,7 @@ def take_sample(env: Mapping[str, str]) -> Sample:
     return Sample(
         queued={queue: n for (state, queue), n in counts.items() if state == "queued"},
         running={queue: n for (state, queue), n in counts.items() if state == "running"},
-        worker_concurrency=_int_setting(env, "AIRFLOW__CELERY__WORKER_CONCURRENCY", DEFAULT_WORKER_CONCURRENCY),
+        worker_concurrency=settings.positive_int(env, "AIRFLOW__CELERY__WORKER_CONCURRENCY", DEFAULT_WORKER_CONCURRENCY),
         scheduler_heartbeat_age=heartbeat,
         dag_release_age=release_age(env),
     )
@@ -110,7 +103,7 @@ def log_sink(_env: Mapping[str, str]) -> Callable[[Sample], None]:
 def prometheus_sink(env: Mapping[str, str]) -> Callable[[Sample], None]:
     from prometheus_client import Gauge, start_http_server
 
-    port = _int_setting(env, "AIRFLOW_STACK_MONITOR_PROMETHEUS_PORT", 9108)
+    port = settings.positive_int(env, "AIRFLOW_STACK_MONITOR_PROMETHEUS_PORT", 9108)
     gauges: dict[str, Gauge] = {}
     start_http_server(port)
     log(f"monitor: Prometheus metrics at :{port}/metrics")
@@ -163,7 +156,7 @@ def make_sinks(env: Mapping[str, str]) -> list[Callable[[Sample], None]]:
 
 def main(args: list[str], env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
-    interval = _int_setting(env, "AIRFLOW_STACK_MONITOR_INTERVAL", 30)
+    interval = settings.positive_int(env, "AIRFLOW_STACK_MONITOR_INTERVAL", 30)
     sinks = make_sinks(env)
     while True:
         started = time.monotonic()

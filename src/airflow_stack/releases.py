@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from airflow_stack import settings
 from airflow_stack.errors import StackError
 
 RELEASES_DIR_SETTING = "AIRFLOW_STACK_DAG_RELEASES_DIR"
@@ -244,14 +245,7 @@ def configure_airflow(env: MutableMapping[str, str]) -> None:
     root = env.get(RELEASES_DIR_SETTING)
     if not root:
         return
-    raw = env.get(REFRESH_SETTING) or "2"
-    try:
-        refresh = int(raw)
-    except ValueError:
-        refresh = 0
-    if refresh <= 0:
-        raise StackError(f"{REFRESH_SETTING}={raw!r} is not a positive whole number of seconds",
-                         setting=REFRESH_SETTING, fix="set it to e.g. 2, or unset it")  # fmt: skip
+    refresh = settings.positive_int(env, REFRESH_SETTING, 2)
     bundle = {"name": BUNDLE_NAME, "classpath": "airflow_stack.dagbundle.ReleaseDagBundle",
               "kwargs": {"releases_dir": root, "refresh_interval": refresh}}  # fmt: skip
     env.setdefault("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps([bundle]))

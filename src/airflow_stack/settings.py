@@ -10,7 +10,7 @@ docker-library's `file_env` does. Values are never printed.
 from __future__ import annotations
 
 import os
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,3 +84,11 @@ def is_provided(setting: Setting, env: MutableMapping[str, str]) -> bool:
 def value(setting: Setting, env: MutableMapping[str, str]) -> str | None:
     """The plain value, or None when absent or given only as `_CMD` / `_SECRET`."""
     return env.get(setting.env) or None
+
+
+def positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    """A whole number above 0 from `env[name]` (unset or empty: `default`), or a refusal naming it."""
+    raw = env.get(name) or str(default)
+    if not raw.isdigit() or int(raw) <= 0:
+        raise StackError(f"{name}={raw!r} is not a positive whole number", setting=name, fix=f"set it to e.g. {default}")
+    return int(raw)
