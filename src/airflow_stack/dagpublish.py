@@ -15,9 +15,10 @@ import hashlib
 import os
 import sys
 import tarfile
-import tempfile
 import zipfile
 from pathlib import Path
+
+from airflow_stack.releases import replace_file
 
 POINTER = "LATEST"
 _SKIP = {"__pycache__", ".git", ".pytest_cache"}
@@ -46,14 +47,6 @@ def build_archive(folder: Path, target: Path) -> None:
                 tar.addfile(info, handle)
 
 
-def _replace(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, target)
-
-
 def publish(folder: Path, version: str, to: Path, *, name: str = "dags", fmt: str = "tar.gz") -> Path:
     """Write the artifact and its sidecar, then point LATEST at it; return the artifact."""
     to.mkdir(parents=True, exist_ok=True)
@@ -63,14 +56,9 @@ def publish(folder: Path, version: str, to: Path, *, name: str = "dags", fmt: st
     digest = hashlib.sha256(scratch.read_bytes()).hexdigest()
     os.chmod(scratch, 0o644)
     os.replace(scratch, artifact)
-    _replace(to / f"{artifact.name}.sha256", f"{digest}  {artifact.name}\n".encode())
-    _replace(to / POINTER, f"{digest}  {artifact.name}\n".encode())
+    replace_file(to / f"{artifact.name}.sha256", f"{digest}  {artifact.name}\n".encode())
+    replace_file(to / POINTER, f"{digest}  {artifact.name}\n".encode())
     return artifact
-
-
-def point(to: Path, content: str) -> None:
-    """Replace the pointer with arbitrary content (tests of bad pointers use it)."""
-    _replace(to / POINTER, content.encode())
 
 
 def main(argv: list[str] | None = None) -> int:

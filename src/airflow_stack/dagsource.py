@@ -26,6 +26,7 @@ from airflow_stack.archive import ARCHIVE_SUFFIXES, archive_format
 from airflow_stack.releases import check_version
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+MAX_POINTER_BYTES = 64 * 1024
 _CHUNK = 1 << 20
 
 
@@ -84,6 +85,11 @@ def parse_pointer(text: str, where: str) -> tuple[str, str | None]:
         f"the version pointer {where} does not name an artifact: its first line must be "
         "`NAME.tar.gz` (or .tgz, .zip) or `SHA256  NAME.tar.gz`"
     )
+
+
+def check_pointer_size(size: int, pointer: str) -> None:
+    if size > MAX_POINTER_BYTES:
+        raise SourceError(f"the version pointer {pointer} is over {MAX_POINTER_BYTES // 1024} KiB: is it an artifact?")
 
 
 def offer_from_pointer(text: str, pointer: str, resolve) -> Offer:
@@ -199,8 +205,7 @@ class HttpSource:
             return None
         if response.status_code != 200:
             raise self._status_error(response)
-        if len(response.content) > 64 * 1024:
-            raise SourceError(f"the version pointer {self.location} is over 64 KiB: is it an artifact?")
+        check_pointer_size(len(response.content), self.location)
         offer = offer_from_pointer(response.text, self.location, lambda ref: urljoin(str(response.url), ref))
         offer.state = self._state(response)
         return offer
@@ -285,8 +290,7 @@ class S3Source:
             sha256 = self._to_file(response, target, self.location)
             return Offer(self.location, archive_format(self.key), version_by_content(self.location, sha256),
                          {"etag": response["ETag"]}, response.get("Metadata", {}).get("sha256"), target, sha256)  # fmt: skip
-        if response["ContentLength"] > 64 * 1024:
-            raise SourceError(f"the version pointer {self.location} is over 64 KiB: is it an artifact?")
+        check_pointer_size(response["ContentLength"], self.location)
         text = response["Body"].read().decode("utf-8", "replace")
         directory = str(PurePosixPath(self.key).parent)
 

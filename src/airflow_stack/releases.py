@@ -195,12 +195,7 @@ class Store:
 
     def write_status(self, status: Status) -> None:
         status.current_version = self.current_version()
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".status-", suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(asdict(status), handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, self.status_file)
+        replace_file(self.status_file, (json.dumps(asdict(status), indent=2, sort_keys=True) + "\n").encode())
 
     def prune(self, keep: int, history: list[str]) -> list[str]:
         """Delete the oldest releases beyond `keep`, never the current one. Order: `history`
@@ -219,6 +214,16 @@ class Store:
             shutil.rmtree(doomed, ignore_errors=True)
             removed.append(version)
         return removed
+
+
+def replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write `path` through a temporary file in the same folder and one rename: a reader sees
+    the old content or the new, never a part (the status record, dagpublish's pointer)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
 
 
 def _dedupe_last(items: list[str]) -> list[str]:
