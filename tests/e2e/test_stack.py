@@ -134,6 +134,8 @@ def test_ui_login_in_chromium(stack: Stack):
         browser.find_element(By.NAME, "username").send_keys(stack.env["AIRFLOW_ADMIN_USERNAME"])
         browser.find_element(By.NAME, "password").send_keys(stack.env["AIRFLOW_ADMIN_PASSWORD"])
         browser.find_element(By.CSS_SELECTOR, "[type=submit]").click()
+        # Let the login land first: navigating away at once can lose to its redirect to Home.
+        wait.until(lambda b: "login" not in b.current_url and not b.find_elements(By.NAME, "username"))
         browser.get(stack.ui.replace("127.0.0.1", "localhost") + "/dags")
         wait.until(lambda b: DAG_ID in b.page_source)
     finally:
