@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
         settings.resolve_file_twins(os.environ)
+        settings.inject_passwords(os.environ)
         s3logs.configure(os.environ)
         releases.configure_airflow(os.environ)
         if not args or args[0] in ("-h", "--help", "help"):

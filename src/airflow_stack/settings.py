@@ -5,6 +5,10 @@ A setting is read the way Airflow reads it (`AIRFLOW__SECTION__KEY`), with three
 Airflow itself) and `AIRFLOW__SECTION__KEY_FILE` (Docker/Compose secrets and mounted files),
 which this module resolves into the plain variable before Airflow starts, the way
 docker-library's `file_env` does. Values are never printed.
+
+The connection URLs may also leave their password out and take it from its own variable
+(`AIRFLOW_STACK_DB_PASSWORD`, `AIRFLOW_STACK_REDIS_PASSWORD`): that is how ECS injects a
+Secrets Manager secret, which can only fill a whole variable. The password is URL-quoted here.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from airflow_stack.errors import StackError
 
@@ -92,3 +97,39 @@ def positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if not raw.isdigit() or int(raw) <= 0:
         raise StackError(f"{name}={raw!r} is not a positive whole number", setting=name, fix=f"set it to e.g. {default}")
     return int(raw)
+
+
+# The variable holding a password, and the URL settings (and schemes) it completes.
+DB_PASSWORD = "AIRFLOW_STACK_DB_PASSWORD"
+REDIS_PASSWORD = "AIRFLOW_STACK_REDIS_PASSWORD"
+_PASSWORD_TARGETS = {
+    DB_PASSWORD: ((SQL_ALCHEMY_CONN, RESULT_BACKEND), "postgres"),
+    REDIS_PASSWORD: ((BROKER_URL, RESULT_BACKEND), "redis"),
+}
+
+
+def _with_password(url: str, password: str) -> str:
+    parts = urlsplit(url)
+    user = quote(unquote(parts.username), safe="") if parts.username else ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
+
+
+def inject_passwords(env: MutableMapping[str, str]) -> None:
+    """Put `AIRFLOW_STACK_DB_PASSWORD` / `AIRFLOW_STACK_REDIS_PASSWORD` into the URLs that
+    connect to PostgreSQL / Redis and carry no password; refuse a URL that already has one."""
+    for variable, (targets, scheme_part) in _PASSWORD_TARGETS.items():
+        password = env.get(variable)
+        if not password:
+            continue
+        for setting in targets:
+            url = env.get(setting.env)
+            if not url or scheme_part not in urlsplit(url).scheme:
+                continue
+            if urlsplit(url).password is not None:
+                raise StackError(
+                    f"{setting.env} has a password and {variable} is set too; only one source is allowed",
+                    setting=setting.env,
+                    fix=f"remove the password from {setting.env} (user@host) or unset {variable}",
+                )
+            env[setting.env] = _with_password(url, password)

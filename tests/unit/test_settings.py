@@ -46,3 +46,48 @@ def test_empty_value_is_not_provided():
 def test_env_names_follow_airflow_convention():
     assert settings.API_SECRET_KEY.env == "AIRFLOW__API__SECRET_KEY"
     assert settings.FERNET_KEY.ini == "[core] fernet_key"
+
+
+def test_passwords_are_put_into_the_urls_that_lack_them_quoted():
+    env = {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://airflow@db.internal:5432/airflow",
+        "AIRFLOW__CELERY__RESULT_BACKEND": "rediss://cache.internal:6379/1?ssl_cert_reqs=required",
+        "AIRFLOW__CELERY__BROKER_URL": "rediss://cache.internal:6379/0?ssl_cert_reqs=required",
+        "AIRFLOW_STACK_DB_PASSWORD": "p@ss:w/rd",
+        "AIRFLOW_STACK_REDIS_PASSWORD": "t0ken#1",
+    }
+    settings.inject_passwords(env)
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql+psycopg2://airflow:p%40ss%3Aw%2Frd@db.internal:5432/airflow"
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "rediss://:t0ken%231@cache.internal:6379/0?ssl_cert_reqs=required"
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == "rediss://:t0ken%231@cache.internal:6379/1?ssl_cert_reqs=required"
+    from urllib.parse import unquote, urlsplit
+
+    assert unquote(urlsplit(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).password) == "p@ss:w/rd"
+
+
+def test_a_database_result_backend_takes_the_database_password():
+    env = {
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+postgresql://airflow@postgres/airflow",
+        "AIRFLOW_STACK_DB_PASSWORD": "secret",
+        "AIRFLOW_STACK_REDIS_PASSWORD": "other",
+    }
+    settings.inject_passwords(env)
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+postgresql://airflow:secret@postgres/airflow"
+
+
+def test_a_url_with_a_password_and_the_variable_together_are_refused():
+    env = {
+        "AIRFLOW__CELERY__BROKER_URL": "redis://:inline@redis:6379/0",
+        "AIRFLOW_STACK_REDIS_PASSWORD": "separate",
+    }
+    with pytest.raises(StackError) as caught:
+        settings.inject_passwords(env)
+    assert caught.value.setting == "AIRFLOW__CELERY__BROKER_URL"
+    assert "AIRFLOW_STACK_REDIS_PASSWORD" in caught.value.problem
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://:inline@redis:6379/0"
+
+
+def test_without_the_variables_nothing_changes():
+    env = {"AIRFLOW__CELERY__BROKER_URL": "redis://redis:6379/0"}
+    settings.inject_passwords(env)
+    assert env == {"AIRFLOW__CELERY__BROKER_URL": "redis://redis:6379/0"}
