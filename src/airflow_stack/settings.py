@@ -7,8 +7,9 @@ which this module resolves into the plain variable before Airflow starts, the wa
 docker-library's `file_env` does. Values are never printed.
 
 The connection URLs may also leave their password out and take it from its own variable
-(`AIRFLOW_STACK_DB_PASSWORD`, `AIRFLOW_STACK_REDIS_PASSWORD`): that is how ECS injects a
-Secrets Manager secret, which can only fill a whole variable. The password is URL-quoted here.
+(`AIRFLOW_STACK_DB_PASSWORD`, `AIRFLOW_STACK_REDIS_PASSWORD`), and Flower's basic auth its
+password (`AIRFLOW_STACK_FLOWER_PASSWORD`): that is how ECS injects a Secrets Manager secret,
+which can only fill a whole variable. The password is URL-quoted here.
 """
 
 from __future__ import annotations
@@ -102,6 +103,9 @@ def positive_int(env: Mapping[str, str], name: str, default: int) -> int:
 # The variable holding a password, and the URL settings (and schemes) it completes.
 DB_PASSWORD = "AIRFLOW_STACK_DB_PASSWORD"
 REDIS_PASSWORD = "AIRFLOW_STACK_REDIS_PASSWORD"
+FLOWER_PASSWORD = "AIRFLOW_STACK_FLOWER_PASSWORD"
+FLOWER_USERNAME = "AIRFLOW_STACK_FLOWER_USERNAME"
+FLOWER_BASIC_AUTH = "AIRFLOW__CELERY__FLOWER_BASIC_AUTH"
 _PASSWORD_TARGETS = {
     DB_PASSWORD: ((SQL_ALCHEMY_CONN, RESULT_BACKEND), "postgres"),
     REDIS_PASSWORD: ((BROKER_URL, RESULT_BACKEND), "redis"),
@@ -117,7 +121,16 @@ def _with_password(url: str, password: str) -> str:
 
 def inject_passwords(env: MutableMapping[str, str]) -> None:
     """Put `AIRFLOW_STACK_DB_PASSWORD` / `AIRFLOW_STACK_REDIS_PASSWORD` into the URLs that
-    connect to PostgreSQL / Redis and carry no password; refuse a URL that already has one."""
+    connect to PostgreSQL / Redis and carry no password; refuse a URL that already has one.
+    `AIRFLOW_STACK_FLOWER_PASSWORD` becomes Flower's basic auth (user `AIRFLOW_STACK_FLOWER_USERNAME`)."""
+    if password := env.get(FLOWER_PASSWORD):
+        if env.get(FLOWER_BASIC_AUTH):
+            raise StackError(
+                f"{FLOWER_BASIC_AUTH} and {FLOWER_PASSWORD} are both set; only one source is allowed",
+                setting=FLOWER_BASIC_AUTH,
+                fix=f"unset one of {FLOWER_BASIC_AUTH} and {FLOWER_PASSWORD}",
+            )
+        env[FLOWER_BASIC_AUTH] = f"{env.get(FLOWER_USERNAME) or 'flower'}:{password}"
     for variable, (targets, scheme_part) in _PASSWORD_TARGETS.items():
         password = env.get(variable)
         if not password:

@@ -91,3 +91,12 @@ def test_without_the_variables_nothing_changes():
     env = {"AIRFLOW__CELERY__BROKER_URL": "redis://redis:6379/0"}
     settings.inject_passwords(env)
     assert env == {"AIRFLOW__CELERY__BROKER_URL": "redis://redis:6379/0"}
+
+
+def test_the_flower_password_becomes_its_basic_auth_and_may_not_double_it():
+    env = {"AIRFLOW_STACK_FLOWER_PASSWORD": "s3cret", "AIRFLOW_STACK_FLOWER_USERNAME": "ops"}
+    settings.inject_passwords(env)
+    assert env["AIRFLOW__CELERY__FLOWER_BASIC_AUTH"] == "ops:s3cret"
+    with pytest.raises(StackError) as caught:
+        settings.inject_passwords(env)
+    assert caught.value.setting == "AIRFLOW__CELERY__FLOWER_BASIC_AUTH"
