@@ -63,3 +63,13 @@ def test_checkov_fails_no_check_and_every_skip_says_why(framework: str, files: l
     assert sum(len(r["passed_checks"]) for r in results) > 50
     unexplained = [c["check_id"] for r in results for c in r["skipped_checks"] if not c.get("check_result", {}).get("suppress_comment")]
     assert unexplained == []
+
+
+@pytest.mark.parametrize("template", [t for t in TEMPLATES if t.name != "data.yaml"], ids=lambda p: p.name)
+def test_every_service_rolls_back_a_failed_deployment(template: Path):
+    body, _ = decode(str(template))
+    services = {n: r for n, r in body["Resources"].items() if r["Type"] == "AWS::ECS::Service"}
+    assert services
+    for name, service in services.items():
+        breaker = service["Properties"]["DeploymentConfiguration"]["DeploymentCircuitBreaker"]
+        assert breaker == {"Enable": True, "Rollback": True}, name

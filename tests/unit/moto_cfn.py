@@ -1,0 +1,219 @@
+"""CloudFormation support in moto for the resource types our templates use and moto 5.2's
+CloudFormation does not model (it skips them with a warning, then fails on their outputs).
+
+Each model here creates its resource through the service's public API, served by moto itself
+(ElastiCache, Secrets Manager, Cloud Map, Application Auto Scaling, CloudWatch, S3), so a
+deployed stack can be inspected with boto3 like any other moto resource. Importing this module
+registers them; only the in-process `mock_aws` mode sees them. It also gives moto's RDS
+parameter group and EFS access point the physical id CloudFormation's `Ref` returns (the
+name, the id): without one, moto's `Ref` yields the model object itself.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+from typing import Any, ClassVar
+
+import boto3
+from moto.cloudformation import parsing
+from moto.core.common_models import CloudFormationModel
+from moto.efs.models import AccessPoint
+from moto.rds.models import DBParameterGroup
+
+if not hasattr(DBParameterGroup, "physical_resource_id"):
+    DBParameterGroup.physical_resource_id = property(lambda self: self.name)
+if not hasattr(AccessPoint, "physical_resource_id"):
+    AccessPoint.physical_resource_id = property(lambda self: self.access_point_id)
+
+
+class _ApiBacked:
+    """A resource created by one API call; `Ref` is its physical id, `GetAtt` reads `attrs`.
+    Mixed in before CloudFormationModel: moto registers its direct subclasses only."""
+
+    TYPE: ClassVar[str]
+    SERVICE: ClassVar[str]
+    ATTRIBUTES: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, physical_id: str, attrs: dict[str, Any]):
+        self.physical_resource_id = physical_id
+        self.attrs = attrs
+
+    @classmethod
+    def cloudformation_type(cls) -> str:  # type: ignore[override]
+        return cls.TYPE
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr in cls.ATTRIBUTES
+
+    def get_cfn_attribute(self, attribute_name: str) -> Any:
+        return self.attrs[attribute_name]
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[misc]
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str, **kwargs: Any
+    ) -> _ApiBacked:
+        client = boto3.client(cls.SERVICE, region_name=region_name)
+        physical_id, attrs = cls.create(client, resource_name, cloudformation_json.get("Properties", {}))
+        return cls(physical_id, attrs)
+
+    @classmethod
+    def create(cls, client: Any, name: str, props: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        raise NotImplementedError
+
+
+class CacheSubnetGroup(_ApiBacked, CloudFormationModel):
+    TYPE, SERVICE = "AWS::ElastiCache::SubnetGroup", "elasticache"
+
+    @classmethod
+    def create(cls, client, name, props):
+        client.create_cache_subnet_group(
+            CacheSubnetGroupName=name.lower(), CacheSubnetGroupDescription=props["Description"], SubnetIds=props["SubnetIds"]
+        )
+        return name.lower(), {}
+
+
+class ReplicationGroup(_ApiBacked, CloudFormationModel):
+    TYPE, SERVICE = "AWS::ElastiCache::ReplicationGroup", "elasticache"
+    ATTRIBUTES = ("PrimaryEndPoint.Address", "PrimaryEndPoint.Port")
+
+    @classmethod
+    def create(cls, client, name, props):
+        group = client.create_replication_group(
+            ReplicationGroupId=name.lower(),
+            ReplicationGroupDescription=props["ReplicationGroupDescription"],
+            Engine=props["Engine"],
+            CacheNodeType=props["CacheNodeType"],
+            NumCacheClusters=int(props["NumCacheClusters"]),
+            AutomaticFailoverEnabled=props["AutomaticFailoverEnabled"] in (True, "true"),
+            MultiAZEnabled=props["MultiAZEnabled"] in (True, "true"),
+            TransitEncryptionEnabled=props["TransitEncryptionEnabled"] in (True, "true"),
+            AtRestEncryptionEnabled=props["AtRestEncryptionEnabled"] in (True, "true"),
+            AuthToken=props["AuthToken"],
+            CacheSubnetGroupName=props["CacheSubnetGroupName"],
+            SecurityGroupIds=props["SecurityGroupIds"],
+        )["ReplicationGroup"]
+        address = f"master.{group['ReplicationGroupId']}.cache.amazonaws.com"
+        return group["ReplicationGroupId"], {"PrimaryEndPoint.Address": address, "PrimaryEndPoint.Port": "6379"}
+
+
+class BucketPolicy(_ApiBacked, CloudFormationModel):
+    TYPE, SERVICE = "AWS::S3::BucketPolicy", "s3"
+
+    @classmethod
+    def create(cls, client, name, props):
+        client.put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(props["PolicyDocument"]))
+        return props["Bucket"], {}
+
+
+class Secret(_ApiBacked, CloudFormationModel):
+    """`GenerateSecretString` is honoured for length and punctuation, as Secrets Manager does."""
+
+    TYPE, SERVICE = "AWS::SecretsManager::Secret", "secretsmanager"
+    ATTRIBUTES = ("Id",)
+
+    @classmethod
+    def create(cls, client, name, props):
+        generate = props.get("GenerateSecretString", {})
+        alphabet = string.ascii_letters + string.digits
+        if generate.get("ExcludePunctuation") not in (True, "true"):
+            alphabet += "!#$%&()*+,-.:;<=>?@[]^_{|}~"
+        value = props.get("SecretString") or "".join(
+            secrets.choice(alphabet) for _ in range(int(generate.get("PasswordLength", 32)))
+        )
+        arn = client.create_secret(
+            Name=props.get("Name", name), SecretString=value, Description=props.get("Description", ""),
+            KmsKeyId=props.get("KmsKeyId", ""),
+        )["ARN"]  # fmt: skip
+        return arn, {"Id": arn}
+
+
+class PrivateDnsNamespace(_ApiBacked, CloudFormationModel):
+    TYPE, SERVICE = "AWS::ServiceDiscovery::PrivateDnsNamespace", "servicediscovery"
+    ATTRIBUTES = ("Id", "Arn")
+
+    @classmethod
+    def create(cls, client, name, props):
+        client.create_private_dns_namespace(Name=props["Name"], Vpc=props["Vpc"])
+        namespace = next(n for n in client.list_namespaces()["Namespaces"] if n["Name"] == props["Name"])
+        return namespace["Id"], {"Id": namespace["Id"], "Arn": namespace["Arn"]}
+
+
+class DiscoveryService(_ApiBacked, CloudFormationModel):
+    TYPE, SERVICE = "AWS::ServiceDiscovery::Service", "servicediscovery"
+    ATTRIBUTES = ("Id", "Arn", "Name")
+
+    @classmethod
+    def create(cls, client, name, props):
+        service = client.create_service(
+            Name=props["Name"], NamespaceId=props["NamespaceId"], DnsConfig=props["DnsConfig"],
+            HealthCheckCustomConfig={"FailureThreshold": int(props["HealthCheckCustomConfig"]["FailureThreshold"])},
+        )["Service"]  # fmt: skip
+        return service["Id"], {"Id": service["Id"], "Arn": service["Arn"], "Name": service["Name"]}
+
+
+class ScalableTarget(_ApiBacked, CloudFormationModel):
+    """`Ref` is `resource-id|dimension|namespace`, as CloudFormation returns it."""
+
+    TYPE, SERVICE = "AWS::ApplicationAutoScaling::ScalableTarget", "application-autoscaling"
+
+    @classmethod
+    def create(cls, client, name, props):
+        client.register_scalable_target(
+            ServiceNamespace=props["ServiceNamespace"], ResourceId=props["ResourceId"],
+            ScalableDimension=props["ScalableDimension"], MinCapacity=int(props["MinCapacity"]),
+            MaxCapacity=int(props["MaxCapacity"]), RoleARN=props["RoleARN"],
+        )  # fmt: skip
+        return f"{props['ResourceId']}|{props['ScalableDimension']}|{props['ServiceNamespace']}", {}
+
+
+class ScalingPolicy(_ApiBacked, CloudFormationModel):
+    TYPE, SERVICE = "AWS::ApplicationAutoScaling::ScalingPolicy", "application-autoscaling"
+
+    @staticmethod
+    def _step_config(config: dict[str, Any]) -> dict[str, Any]:
+        numbers = ("MetricIntervalLowerBound", "MetricIntervalUpperBound")
+        steps = [
+            {k: (float(v) if k in numbers else int(v)) for k, v in step.items()} for step in config["StepAdjustments"]
+        ]
+        return {**config, "Cooldown": int(config["Cooldown"]), "StepAdjustments": steps}
+
+    @classmethod
+    def create(cls, client, name, props):
+        resource_id, dimension, namespace = props["ScalingTargetId"].split("|")
+        arn = client.put_scaling_policy(
+            PolicyName=props["PolicyName"], ServiceNamespace=namespace, ResourceId=resource_id,
+            ScalableDimension=dimension, PolicyType=props["PolicyType"],
+            StepScalingPolicyConfiguration=cls._step_config(props["StepScalingPolicyConfiguration"]),
+        )["PolicyARN"]  # fmt: skip
+        return arn, {}
+
+
+class Alarm(_ApiBacked, CloudFormationModel):
+    TYPE, SERVICE = "AWS::CloudWatch::Alarm", "cloudwatch"
+
+    @staticmethod
+    def _query(query: dict[str, Any]) -> dict[str, Any]:
+        if "MetricStat" in query:
+            stat = query["MetricStat"]
+            query = {**query, "MetricStat": {**stat, "Period": int(stat["Period"])}}
+        return query
+
+    @classmethod
+    def create(cls, client, name, props):
+        client.put_metric_alarm(
+            AlarmName=name, AlarmDescription=props.get("AlarmDescription", ""),
+            ComparisonOperator=props["ComparisonOperator"], Threshold=float(props["Threshold"]),
+            EvaluationPeriods=int(props["EvaluationPeriods"]), TreatMissingData=props.get("TreatMissingData", "missing"),
+            AlarmActions=props.get("AlarmActions", []), Metrics=[cls._query(q) for q in props["Metrics"]],
+        )  # fmt: skip
+        return name, {}
+
+
+parsing.get_model_map.cache_clear()

@@ -1,0 +1,210 @@
+"""The three stacks deploy in moto's CloudFormation, wired as `make -C deploy/aws` wires them
+(airflow_stack.awsdeploy: the example parameter files, then the outputs of the stacks before),
+and make the resources and outputs the deployment relies on. moto runs in-process; the types
+its CloudFormation lacks come from tests/unit/moto_cfn.py, created through moto's own APIs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from cfnlint.decode import decode
+from moto import mock_aws
+
+from airflow_stack import awsdeploy
+from tests.unit import moto_cfn  # noqa: F401 - registers the extra CloudFormation types
+
+AWS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "aws"
+REGION = "eu-west-1"
+IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/airflow-stack:1.0.0"
+SECRET_NAMES = ["admin-password", "api-secret-key", "db-password", "fernet-key", "flower-password", "jwt-secret",
+                "redis-auth-token"]  # fmt: skip
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        yield
+
+
+def network() -> dict[str, str]:
+    """A VPC with public and private subnets in two zones and the UI's certificate, keyed by
+    the placeholder ids of the example files."""
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    ids = {"vpc-0123456789abcdef0": vpc}
+    for n, (example, zone) in enumerate([("a", "a"), ("b", "b"), ("c", "a"), ("d", "b")]):
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{n}.0/24", AvailabilityZone=f"{REGION}{zone}")
+        ids[f"subnet-0{example * 16}"] = subnet["Subnet"]["SubnetId"]
+    certificate = boto3.client("acm", region_name=REGION).request_certificate(DomainName="airflow.example.com")
+    ids["arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"] = certificate[
+        "CertificateArn"
+    ]
+    return ids
+
+
+def params_file(tmp_path: Path, stack: str, ids: dict[str, str], **changes: str) -> Path:
+    """The example parameter file of `stack`, pointed at this network, with `changes`."""
+    text = (AWS_DIR / "environments" / "example" / f"{stack}.params").read_text()
+    for example_id, real_id in ids.items():
+        text = text.replace(example_id, real_id)
+    lines = [line for line in text.splitlines() if line.partition("=")[0] not in changes]
+    path = tmp_path / f"{stack}.params"
+    path.write_text("\n".join([*lines, *(f"{k}={v}" for k, v in changes.items())]) + "\n")
+    return path
+
+
+def deploy(name: str, stack: str, params: Path, *upstream: dict[str, str], **overrides: str) -> dict[str, str]:
+    template = AWS_DIR / "templates" / f"{stack}.yaml"
+    sources = [("outputs", outputs) for outputs in upstream]
+    sources += [(str(params), awsdeploy.read_params_file(params)), ("the command line", overrides)]
+    chosen = awsdeploy.stack_parameters(template, sources, strict=[str(params), "the command line"])
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    cloudformation.create_stack(
+        StackName=name, TemplateBody=template.read_text(), Capabilities=["CAPABILITY_IAM"],
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in chosen.items()],
+    )  # fmt: skip
+    described = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+    assert described["StackStatus"] == "CREATE_COMPLETE", described.get("StackStatusReason")
+    return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+
+
+@pytest.fixture
+def stacks(aws, tmp_path):
+    ids = network()
+    data = deploy("staging-airflow-data", "data", params_file(tmp_path, "data", ids), EnvironmentName="staging")
+    apps = deploy("staging-airflow-apps", "apps", params_file(tmp_path, "apps", ids), data,
+                  EnvironmentName="staging", Image=IMAGE)  # fmt: skip
+    workers = deploy("staging-airflow-workers", "workers", params_file(tmp_path, "workers", ids), data, apps,
+                     EnvironmentName="staging", Image=IMAGE)  # fmt: skip
+    return {"data": data, "apps": apps, "workers": workers, "ids": ids, "tmp_path": tmp_path}
+
+
+def task_definition(family: str) -> dict:
+    return boto3.client("ecs", region_name=REGION).describe_task_definition(taskDefinition=family)["taskDefinition"]
+
+
+def test_data_stack_makes_encrypted_stores_and_the_shared_secrets(stacks):
+    data = stacks["data"]
+    assert data["DatabaseEndpoint"] and data["RedisEndpoint"]
+    database = boto3.client("rds", region_name=REGION).describe_db_instances()["DBInstances"][0]
+    assert (database["Engine"], database["StorageEncrypted"], database["MultiAZ"]) == ("postgres", True, False)
+    assert database["BackupRetentionPeriod"] == 7
+    assert database["PubliclyAccessible"] is False
+    redis = boto3.client("elasticache", region_name=REGION).describe_replication_groups()["ReplicationGroups"][0]
+    assert redis["TransitEncryptionEnabled"] is True and redis["AtRestEncryptionEnabled"] is True
+    assert redis["AuthTokenEnabled"] is True
+
+    secretsmanager = boto3.client("secretsmanager", region_name=REGION)
+    listed = secretsmanager.list_secrets()["SecretList"]
+    assert sorted(s["Name"] for s in listed) == [f"staging/airflow/{n}" for n in SECRET_NAMES]
+    assert {s["KmsKeyId"] for s in listed} == {data["DataKeyArn"].rsplit("/", 1)[1]} or {
+        s["KmsKeyId"] for s in listed
+    } == {data["DataKeyArn"]}
+
+    s3 = boto3.client("s3", region_name=REGION)
+    bucket = data["TaskLogsBucketName"]
+    rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    # moto's bucket takes only encryption and tags from CloudFormation: the public access
+    # block is checkov's (CKV_AWS_53-56), the lifecycle is read from the template.
+    template, _ = decode(str(AWS_DIR / "templates" / "data.yaml"))
+    rules = template["Resources"]["TaskLogsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert rules[0]["ExpirationInDays"] == {"Ref": "TaskLogExpirationDays"}
+    policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    assert policy["Statement"][0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+    point = boto3.client("efs", region_name=REGION).describe_access_points(AccessPointId=data["DagsAccessPointId"])
+    assert point["AccessPoints"][0]["PosixUser"] == {"Uid": 50000, "Gid": 0}
+
+
+def test_high_availability_turns_on_multi_az_and_redis_failover(aws, tmp_path):
+    ids = network()
+    deploy("prod-airflow-data", "data", params_file(tmp_path, "data", ids, HighAvailability="true"),
+           EnvironmentName="prod")  # fmt: skip
+    database = boto3.client("rds", region_name=REGION).describe_db_instances()["DBInstances"][0]
+    assert database["MultiAZ"] is True
+    redis = boto3.client("elasticache", region_name=REGION).describe_replication_groups()["ReplicationGroups"][0]
+    assert redis["AutomaticFailover"] == "enabled" and redis["MultiAZ"] == "enabled"
+
+
+def test_apps_stack_runs_every_component_with_secrets_from_secrets_manager(stacks):
+    apps = stacks["apps"]
+    assert apps["UiUrl"] == "https://airflow.example.com/"
+    assert apps["FlowerUrl"] == "http://flower.staging.airflow.internal:5555/"
+    assert apps["ExecutionApiUrl"] == "http://api-server.staging.airflow.internal:8080/execution/"
+
+    ecs = boto3.client("ecs", region_name=REGION)
+    arns = ecs.list_services(cluster=apps["ClusterName"])["serviceArns"]
+    services = ecs.describe_services(cluster=apps["ClusterName"], services=arns)["services"]
+    assert {s["serviceName"]: s["desiredCount"] for s in services} == {
+        "api-server": 2, "scheduler": 2, "dag-processor": 1, "triggerer": 1, "flower": 1, "monitor": 1, "dag-sync": 1,
+    }  # fmt: skip
+
+    secretsmanager = boto3.client("secretsmanager", region_name=REGION)
+    secret_arns = {s["ARN"] for s in secretsmanager.list_secrets()["SecretList"]}
+    secret_values = {secretsmanager.get_secret_value(SecretId=arn)["SecretString"] for arn in secret_arns}
+    for family in ("api-server", "scheduler", "dag-processor", "triggerer", "flower", "monitor", "dag-sync",
+                   "init", "bootstrap"):  # fmt: skip
+        container = task_definition(f"staging-airflow-{family}")["containerDefinitions"][0]
+        assert container["image"] == IMAGE
+        assert {s["valueFrom"] for s in container.get("secrets", [])} <= secret_arns, family
+        plain = json.dumps(container.get("environment", []))
+        assert not [v for v in secret_values if v in plain], f"{family} has a secret value in its environment"
+    scheduler = task_definition("staging-airflow-scheduler")["containerDefinitions"][0]
+    assert {s["name"] for s in scheduler["secrets"]} >= {
+        "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY",
+        "AIRFLOW_STACK_DB_PASSWORD", "AIRFLOW_STACK_REDIS_PASSWORD",
+    }  # fmt: skip
+
+    elbv2 = boto3.client("elbv2", region_name=REGION)
+    balancer = elbv2.describe_load_balancers()["LoadBalancers"][0]
+    assert apps["LoadBalancerDnsName"] == balancer["DNSName"]
+    listeners = {
+        listener["Port"]: listener for listener in elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
+    }
+    assert sorted(listeners) == [80, 443]  # Flower is internal by default
+    assert listeners[80]["DefaultActions"][0]["RedirectConfig"]["Protocol"] == "HTTPS"
+    assert listeners[443]["Protocol"] == "HTTPS" and listeners[443]["Certificates"]
+
+
+def test_workers_have_no_database_credentials_and_scale_on_desired_workers(stacks):
+    worker = task_definition("staging-airflow-worker")["containerDefinitions"][0]
+    names = {e["name"] for e in worker["environment"]} | {s["name"] for s in worker["secrets"]}
+    assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in names
+    assert "AIRFLOW_STACK_DB_PASSWORD" not in names
+    environment = {e["name"]: e["value"] for e in worker["environment"]}
+    assert environment["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == stacks["apps"]["ExecutionApiUrl"]
+    assert environment["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("rediss://")
+    assert worker["stopTimeout"] == 120
+
+    scaling = boto3.client("application-autoscaling", region_name=REGION)
+    target = scaling.describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"][0]
+    assert target["ResourceId"] == "service/staging-airflow-workers/worker"
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (0, 8)
+    policies = scaling.describe_scaling_policies(ServiceNamespace="ecs")["ScalingPolicies"]
+    assert sorted(p["PolicyName"] for p in policies) == ["staging-workers-in", "staging-workers-out"]
+
+    alarms = boto3.client("cloudwatch", region_name=REGION).describe_alarms()["MetricAlarms"]
+    assert len(alarms) == 2
+    policy_arns = {p["PolicyARN"] for p in policies}
+    for alarm in alarms:
+        assert set(alarm["AlarmActions"]) <= policy_arns
+        desired = next(m for m in alarm["Metrics"] if m["Id"] == "desired")["MetricStat"]["Metric"]
+        assert (desired["Namespace"], desired["MetricName"]) == ("AirflowStack", "DesiredWorkers")
+        assert desired["Dimensions"] == [{"Name": "Stack", "Value": "staging"}]
+
+
+def test_a_parameter_file_with_an_unknown_key_is_refused_before_anything_deploys(tmp_path):
+    path = tmp_path / "apps.params"
+    path.write_text("VpcId=vpc-1\nSchedulerCuont=2\n")
+    with pytest.raises(awsdeploy.StackError) as caught:
+        awsdeploy.stack_parameters(AWS_DIR / "templates" / "apps.yaml", [(str(path), awsdeploy.read_params_file(path))],
+                                   strict=[str(path)])  # fmt: skip
+    assert "SchedulerCuont" in caught.value.problem and caught.value.setting == str(path)
