@@ -1,0 +1,97 @@
+"""A worker configured as the workers stack configures it (deploy/aws/templates/workers.yaml:
+the same variables, no database credentials, a Redis result backend) runs a DAG run to success
+on the local stack. Endpoints the template builds from AWS resources are pointed at the local
+services; every other value is the template's own. Runs last: the stack is in release mode
+(test_dag_sync) with S3 task logs (test_s3_logs)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from cfnlint.decode import decode
+
+from .conftest import PROJECT, ROOT, UI_PORT, Stack, poll
+from .test_dag_sync import DAG_ID, finish, trigger
+
+NAME = f"{PROJECT}-ecs-worker"
+
+
+def template_worker() -> tuple[dict, dict]:
+    template, _ = decode(str(ROOT / "deploy" / "aws" / "templates" / "workers.yaml"))
+    task = template["Resources"]["WorkerTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    return template, task
+
+
+def worker_environment(stack: Stack) -> dict[str, str]:
+    """The template's variables with local values: its plain values and parameter defaults as
+    they are, the AWS endpoints and the secrets from the local stack."""
+    template, task = template_worker()
+    local = {
+        "AIRFLOW__CELERY__BROKER_URL": "redis://redis:6379/0",
+        "AIRFLOW__CELERY__RESULT_BACKEND": "redis://redis:6379/1",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://api-server:8080/execution/",
+        "AIRFLOW__API__BASE_URL": f"http://localhost:{UI_PORT}",
+        "AIRFLOW_STACK_LOGS_S3_URL": stack.env["AIRFLOW_STACK_LOGS_S3_URL"],
+        "AWS_DEFAULT_REGION": stack.env.get("AWS_DEFAULT_REGION", "us-east-1"),
+        # Secrets Manager's part, from .env
+        "AIRFLOW__CORE__FERNET_KEY": stack.env["AIRFLOW_FERNET_KEY"],
+        "AIRFLOW__API_AUTH__JWT_SECRET": stack.env["AIRFLOW_JWT_SECRET"],
+        "AIRFLOW__API__SECRET_KEY": stack.env["AIRFLOW_API_SECRET_KEY"],
+        "AIRFLOW_STACK_REDIS_PASSWORD": stack.env["REDIS_PASSWORD"],
+    }
+    environment = {}
+    for entry in [*task["Environment"], *({"Name": s["Name"]} for s in task["Secrets"])]:
+        name, value = entry["Name"], entry.get("Value")
+        if name in local:
+            environment[name] = local[name]
+        elif isinstance(value, dict) and "Ref" in value:
+            environment[name] = str(template["Parameters"][value["Ref"]]["Default"])
+        else:
+            assert isinstance(value, str), f"{name}: no local value for {value!r}; add it to `local`"
+            environment[name] = value
+    # The local S3 (moto) and its keys stand in for the task role.
+    for name in ("AIRFLOW_STACK_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        environment[name] = stack.env[name]
+    return environment
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120, check=check)
+
+
+def container_log() -> str:
+    result = docker("logs", NAME, check=False)
+    return result.stdout + result.stderr
+
+
+def test_a_worker_with_the_ecs_settings_runs_tasks_without_database_credentials(stack: Stack):
+    environment = worker_environment(stack)
+    assert not [n for n in environment if "SQL_ALCHEMY" in n or n == "AIRFLOW_STACK_DB_PASSWORD"]
+    image = os.environ.get("AIRFLOW_IMAGE", "airflow-stack:latest")
+    stack.run("stop", "worker")
+    docker("rm", "-f", NAME, check=False)
+    try:
+        docker(
+            "run", "-d", "--name", NAME, "--hostname", "ecs-worker", "--network", f"{PROJECT}_default",
+            "--user", f"{stack.env['AIRFLOW_UID']}:0",
+            "-v", f"{PROJECT}_dag-releases:/opt/airflow/dag-releases:ro",
+            "-v", f"{Path(stack.logs_dir)}:/opt/airflow/logs",
+            *(arg for name, value in environment.items() for arg in ("-e", f"{name}={value}")),
+            image, *template_worker()[1]["Command"],
+        )  # fmt: skip
+        poll("the ECS-configured worker is ready", lambda: "ready." in container_log(), 120,
+             lambda: container_log()[-4000:])  # fmt: skip
+        with stack.api() as api:
+            run_id = trigger(api)
+            finish(stack, api, run_id)
+            tis = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
+        assert {ti["hostname"] for ti in tis} == {"ecs-worker"}, tis
+        assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in docker("exec", NAME, "env").stdout
+    except AssertionError:
+        print(container_log()[-8000:])
+        raise
+    finally:
+        docker("rm", "-f", NAME, check=False)
+        stack.run("start", "worker")
