@@ -6,7 +6,9 @@ Each model here creates its resource through the service's public API, served by
 deployed stack can be inspected with boto3 like any other moto resource. Importing this module
 registers them; only the in-process `mock_aws` mode sees them. It also gives moto's RDS
 parameter group and EFS access point the physical id CloudFormation's `Ref` returns (the
-name, the id): without one, moto's `Ref` yields the model object itself.
+name, the id): without one, moto's `Ref` yields the model object itself. And it computes a
+stack's outputs after a change set runs (`aws cloudformation deploy` creates stacks that way),
+which moto 5.2 leaves empty.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, ClassVar
 
 import boto3
 from moto.cloudformation import parsing
+from moto.cloudformation.models import CloudFormationBackend
 from moto.core.common_models import CloudFormationModel
 from moto.efs.models import AccessPoint
 from moto.rds.models import DBParameterGroup
@@ -26,6 +29,20 @@ if not hasattr(DBParameterGroup, "physical_resource_id"):
     DBParameterGroup.physical_resource_id = property(lambda self: self.name)
 if not hasattr(AccessPoint, "physical_resource_id"):
     AccessPoint.physical_resource_id = property(lambda self: self.access_point_id)
+
+_execute_change_set = CloudFormationBackend.execute_change_set
+
+
+def _execute_change_set_with_outputs(self, change_set_name, stack_name=None):
+    _execute_change_set(self, change_set_name, stack_name)
+    for stack in self.stacks.values():
+        if stack.status in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+            stack._parse_template()  # the change set's template, which moto stores but does not parse
+            stack.output_map = stack._create_output_map()
+
+
+if getattr(CloudFormationBackend.execute_change_set, "__name__", "") != "_execute_change_set_with_outputs":
+    CloudFormationBackend.execute_change_set = _execute_change_set_with_outputs
 
 
 class _ApiBacked:

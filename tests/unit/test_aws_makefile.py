@@ -1,0 +1,122 @@
+"""`make -C deploy/aws` against moto's server: the AWS CLI (tools/awscli, locked on its own)
+runs `cloudformation deploy` with the parameters the Makefile computes, `secrets` puts a valid
+Fernet key once, `workers` takes the outputs of the data and apps stacks, and the refusals name
+what is missing. (`apps` also runs the init task and waits for it to stop: moto's ECS tasks
+never stop, so the apps stack is deployed here the way the Makefile computes its parameters.)"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+from pathlib import Path
+
+import boto3
+import pytest
+
+from airflow_stack import awsdeploy
+from tests.unit import moto_cfn  # noqa: F401 - registers the extra CloudFormation types
+
+ROOT = Path(__file__).resolve().parents[2]
+AWS_DIR = ROOT / "deploy" / "aws"
+UV = shutil.which("uv") or str(ROOT / ".venv-tools" / "bin" / "uv")
+REGION = "eu-west-1"
+IMAGE = "registry.example.com/airflow-stack:1.0.0"
+
+
+@pytest.fixture
+def aws_env(moto_endpoint, monkeypatch, tmp_path) -> dict[str, str]:
+    """The environment `make` runs in: the AWS CLI pointed at moto, fake credentials."""
+    variables = {
+        "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": REGION,
+        # For the boto3 clients of the extra CloudFormation types, inside moto's server.
+        "AWS_ENDPOINT_URL": moto_endpoint,
+    }  # fmt: skip
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    aws = f"{UV} run --project {ROOT / 'tools' / 'awscli'} --frozen --quiet aws --endpoint-url {moto_endpoint}"
+    return {"AWS": aws, "PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(tmp_path), **variables}
+
+
+def make(aws_env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "--no-print-directory", "-C", str(AWS_DIR), *args, f"AWS={aws_env['AWS']}"],
+                          capture_output=True, text=True, env=aws_env, timeout=600)  # fmt: skip
+
+
+def environment(tmp_path: Path, name: str) -> Path:
+    """environments/<name> for a fresh VPC in moto: the example files with its ids."""
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+    ids = {"vpc-0123456789abcdef0": vpc}
+    for n, (example, zone) in enumerate([("a", "a"), ("b", "b"), ("c", "a"), ("d", "b")]):
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.1.{n}.0/24", AvailabilityZone=f"{REGION}{zone}")
+        ids[f"subnet-0{example * 16}"] = subnet["Subnet"]["SubnetId"]
+    certificate = boto3.client("acm", region_name=REGION).request_certificate(DomainName="airflow.example.com")
+    ids["arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"] = certificate["CertificateArn"]
+    folder = tmp_path / name
+    folder.mkdir()
+    for stack in ("data", "apps", "workers"):
+        text = (AWS_DIR / "environments" / "example" / f"{stack}.params").read_text()
+        for example_id, real_id in ids.items():
+            text = text.replace(example_id, real_id)
+        (folder / f"{stack}.params").write_text(text)
+    return folder
+
+
+def outputs(stack: str) -> dict[str, str]:
+    described = boto3.client("cloudformation", region_name=REGION).describe_stacks(StackName=stack)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+
+
+def test_data_secrets_and_workers_through_the_makefile(aws_env, tmp_path):
+    params = environment(tmp_path, "mk")
+    data = make(aws_env, "ENV=mk", f"PARAMS={params}", "data")
+    assert data.returncode == 0, data.stdout + data.stderr
+    assert "the generated placeholder was replaced by a new Fernet key" in data.stdout
+    secretsmanager = boto3.client("secretsmanager", region_name=REGION)
+    key = secretsmanager.get_secret_value(SecretId="mk/airflow/fernet-key")["SecretString"]
+    assert len(base64.urlsafe_b64decode(key)) == 32 and awsdeploy.is_fernet_key(key)
+
+    again = make(aws_env, "ENV=mk", f"PARAMS={params}", "secrets")
+    assert again.returncode == 0 and "left unchanged" in again.stdout, again.stdout + again.stderr
+    assert secretsmanager.get_secret_value(SecretId="mk/airflow/fernet-key")["SecretString"] == key
+
+    template = AWS_DIR / "templates" / "apps.yaml"
+    chosen = awsdeploy.stack_parameters(template, [
+        ("data outputs", outputs("mk-airflow-data")),
+        ("apps.params", awsdeploy.read_params_file(params / "apps.params")),
+        ("command line", {"EnvironmentName": "mk", "Image": IMAGE}),
+    ])  # fmt: skip
+    boto3.client("cloudformation", region_name=REGION).create_stack(
+        StackName="mk-airflow-apps", TemplateBody=template.read_text(), Capabilities=["CAPABILITY_IAM"],
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in chosen.items()],
+    )  # fmt: skip
+
+    workers = make(aws_env, "ENV=mk", f"PARAMS={params}", f"IMAGE={IMAGE}", "workers")
+    assert workers.returncode == 0, workers.stdout + workers.stderr
+    ecs = boto3.client("ecs", region_name=REGION)
+    worker = ecs.describe_task_definition(taskDefinition="mk-airflow-worker")["taskDefinition"]["containerDefinitions"][0]
+    environment_of = {e["name"]: e["value"] for e in worker["environment"]}
+    assert environment_of["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == outputs("mk-airflow-apps")["ExecutionApiUrl"]
+    assert worker["image"] == IMAGE
+
+    printed = make(aws_env, "ENV=mk", f"PARAMS={params}", "outputs")
+    assert printed.returncode == 0, printed.stderr
+    assert "UiUrl\thttps://airflow.example.com/" in printed.stdout
+    assert "== mk-airflow-workers" in printed.stdout and "ClusterName\tmk-airflow-workers" in printed.stdout
+
+
+def test_missing_settings_are_refused_with_the_fix(aws_env, tmp_path):
+    no_env = make(aws_env, "data")
+    assert no_env.returncode != 0 and "ENV is not set" in no_env.stderr
+    no_folder = make(aws_env, "ENV=nowhere", "data")
+    assert no_folder.returncode != 0 and "environments/nowhere does not exist" in no_folder.stderr
+    params = environment(tmp_path, "bad")
+    no_image = make(aws_env, "ENV=bad", f"PARAMS={params}", "workers")
+    assert no_image.returncode != 0 and "IMAGE is not set" in no_image.stderr
+    (params / "data.params").write_text((params / "data.params").read_text() + "DatabaseClass=db.t4g.large\n")
+    typo = make(aws_env, "ENV=bad", f"PARAMS={params}", "data")
+    assert typo.returncode != 0 and "DatabaseClass" in typo.stderr, typo.stdout + typo.stderr
+    stacks = boto3.client("cloudformation", region_name=REGION).list_stacks()["StackSummaries"]
+    assert "bad-airflow-data" not in {s["StackName"] for s in stacks}
