@@ -16,11 +16,10 @@ import pytest
 
 from airflow_stack import awsdeploy
 from tests.unit import moto_cfn  # noqa: F401 - registers the extra CloudFormation types
+from tests.unit.aws_examples import AWS_DIR, REGION, network, params_file
 
 ROOT = Path(__file__).resolve().parents[2]
-AWS_DIR = ROOT / "deploy" / "aws"
 UV = shutil.which("uv") or str(ROOT / ".venv-tools" / "bin" / "uv")
-REGION = "eu-west-1"
 IMAGE = "registry.example.com/airflow-stack:1.0.0"
 
 
@@ -45,22 +44,12 @@ def make(aws_env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 
 def environment(tmp_path: Path, name: str) -> Path:
-    """environments/<name> for a fresh VPC in moto: the example files with its ids."""
-    ec2 = boto3.client("ec2", region_name=REGION)
-    vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
-    ids = {"vpc-0123456789abcdef0": vpc}
-    for n, (example, zone) in enumerate([("a", "a"), ("b", "b"), ("c", "a"), ("d", "b")]):
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.1.{n}.0/24", AvailabilityZone=f"{REGION}{zone}")
-        ids[f"subnet-0{example * 16}"] = subnet["Subnet"]["SubnetId"]
-    certificate = boto3.client("acm", region_name=REGION).request_certificate(DomainName="airflow.example.com")
-    ids["arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"] = certificate["CertificateArn"]
+    """environments/<name>: the example files, pointed at a fresh VPC in moto."""
     folder = tmp_path / name
     folder.mkdir()
+    ids = network()
     for stack in ("data", "apps", "workers"):
-        text = (AWS_DIR / "environments" / "example" / f"{stack}.params").read_text()
-        for example_id, real_id in ids.items():
-            text = text.replace(example_id, real_id)
-        (folder / f"{stack}.params").write_text(text)
+        params_file(folder, stack, ids)
     return folder
 
 
