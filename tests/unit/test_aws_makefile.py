@@ -7,6 +7,7 @@ never stop, so the apps stack is deployed here the way the Makefile computes its
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -35,7 +36,7 @@ def aws_env(moto_endpoint, monkeypatch, tmp_path) -> dict[str, str]:
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     aws = f"{UV} run --project {ROOT / 'tools' / 'awscli'} --frozen --quiet aws --endpoint-url {moto_endpoint}"
-    return {"AWS": aws, "PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(tmp_path), **variables}
+    return {**os.environ, "AWS": aws}
 
 
 def make(aws_env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
