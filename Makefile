@@ -19,7 +19,7 @@ UV_VERSION        := 0.13.9
 # End-to-end modules in the order they share one stack; the S3 one switches it to S3 logs,
 # then dag-sync switches it to DAGs from releases, and the monitor's and the ECS worker's use both.
 E2E_TESTS         := tests/e2e/test_stack.py tests/e2e/test_secrets_contract.py \
-                     tests/e2e/test_bootstrap.py tests/e2e/test_s3_logs.py tests/e2e/test_dag_sync.py \
+                     tests/e2e/test_bootstrap.py tests/e2e/test_faults.py tests/e2e/test_s3_logs.py tests/e2e/test_dag_sync.py \
                      tests/e2e/test_monitor.py tests/e2e/test_ecs_worker.py
 # The compose command and env file the stack targets use (the tests point them elsewhere).
 COMPOSE           ?= docker compose

@@ -48,10 +48,16 @@ class Stack:
     def write_env(self) -> None:
         uid = hostinit.container_uid()
         hostinit.write_env_file(self.env_file, uid)
+        # The shipped example DAGs plus the suite's own (tests/e2e/dags).
+        dags = self.workdir / "dags"
+        dags.mkdir(mode=0o755)
+        for source in [*(ROOT / "dags").glob("*.py"), *(ROOT / "tests" / "e2e" / "dags").glob("*.py")]:
+            shutil.copy(source, dags / source.name)
+            (dags / source.name).chmod(0o644)
         with self.env_file.open("a") as handle:
             handle.write(
                 f"AIRFLOW_UI_PORT={UI_PORT}\nFLOWER_PORT={FLOWER_PORT}\n"
-                f"AIRFLOW_LOGS_DIR={self.logs_dir}\nAIRFLOW_DAGS_DIR={ROOT / 'dags'}\n"
+                f"AIRFLOW_LOGS_DIR={self.logs_dir}\nAIRFLOW_DAGS_DIR={dags}\n"
             )
         hostinit.prepare_dir(self.logs_dir, uid)
         self.reload_env()

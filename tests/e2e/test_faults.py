@@ -1,0 +1,154 @@
+"""Faults while a DAG run has many tasks in flight (fault_fanout: 32 tasks of 10 s, 16 at a
+time on one worker, the rest queued in Redis). Each case asserts that every task instance
+ends in success and the run completes; retries are allowed only where a task's worker died
+(its heartbeat stops, the scheduler fails it after `task_instance_heartbeat_timeout`, and it
+is retried). Each case's recovery is written to test-artifacts/fault-recovery.json and printed
+(`first task done` and `run done` count from the fault); nothing here asserts a time.
+
+The settings that make this true are in README "Faults and recovery"."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from airflow_stack import stackwait
+
+from .conftest import ARTIFACTS, Stack, poll
+
+DAG = "fault_fanout"
+RESULTS: dict[str, dict] = {}
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=180, check=True).stdout
+
+
+def containers(stack: Stack, service: str) -> list[str]:
+    return stack.run("ps", "-q", service).stdout.split()
+
+
+def kill_main_process(stack: Stack, service: str) -> None:
+    """SIGKILL the component (tini's child), as an out-of-memory kill would: the container
+    exits and its restart policy starts it again."""
+    docker("exec", containers(stack, service)[0], "sh", "-c", "kill -KILL $(cat /proc/1/task/1/children)")
+
+
+def safe(probe: Callable[[], object]) -> Callable[[], object]:
+    """A probe that answers None while the api-server itself is down."""
+
+    def guarded():
+        try:
+            return probe()
+        except (httpx.HTTPError, KeyError, ValueError):
+            return None
+
+    return guarded
+
+
+def task_instances(api: httpx.Client, run_id: str) -> list[dict]:
+    response = api.get(f"/dags/{DAG}/dagRuns/{run_id}/taskInstances", params={"limit": 200})
+    return response.json()["task_instances"]
+
+
+def start_run(stack: Stack, api: httpx.Client, tasks: int = 32, running: int = 8) -> str:
+    assert api.patch(f"/dags/{DAG}", json={"is_paused": False}).status_code == 200
+    created = api.post(f"/dags/{DAG}/dagRuns", json={"logical_date": None, "conf": {"tasks": tasks, "seconds": 10}})
+    assert created.status_code == 200, created.text
+    run_id = created.json()["dag_run_id"]
+    poll(f"{running} tasks running", lambda: sum(t["state"] == "running" for t in task_instances(api, run_id)) >= running,
+         120, lambda: stack.logs("scheduler", "worker"))  # fmt: skip
+    return run_id
+
+
+def parse(stamp: str) -> float:
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def finish(stack: Stack, api: httpx.Client, run_id: str, case: str, fault_at: float) -> list[dict]:
+    """Wait for the run; assert that it and every task instance succeeded; record the recovery."""
+
+    def done():
+        state = api.get(f"/dags/{DAG}/dagRuns/{run_id}").json()["state"]
+        return state if state in ("success", "failed") else None
+
+    state = poll(f"{case}: run finished", safe(done), 480, lambda: stack.logs("scheduler", "worker", "api-server"))
+    tis = task_instances(api, run_id)
+    failed = {f"{t['task_id']}[{t['map_index']}]": t["state"] for t in tis if t["state"] != "success"}
+    assert state == "success" and not failed, (state, failed, stack.logs("scheduler", "worker", tail=120))
+    work = [t for t in tis if t["task_id"] == "work"]
+    ends = sorted(parse(t["end_date"]) - fault_at for t in work if parse(t["end_date"]) > fault_at)
+    run = api.get(f"/dags/{DAG}/dagRuns/{run_id}").json()
+    RESULTS[case] = {
+        "first_task_done_after_fault_s": round(ends[0], 1) if ends else None,
+        "run_done_after_fault_s": round(parse(run["end_date"]) - fault_at, 1),
+        "tasks": len(work),
+        "tasks_retried": sum(t["try_number"] > 1 for t in work),
+    }
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "fault-recovery.json").write_text(json.dumps(RESULTS, indent=2) + "\n")
+    print(f"\n{case}: {RESULTS[case]}")
+    return tis
+
+
+def wait_healthy(stack: Stack) -> None:
+    assert stackwait.wait(stack.compose, 300, stackwait.ONE_SHOT_SERVICES, out=None), stack.logs(tail=80)
+
+
+@pytest.fixture
+def api(stack: Stack):
+    wait_healthy(stack)
+    with stack.api() as client:
+        yield client
+    wait_healthy(stack)
+
+
+def test_a_worker_killed_with_sigkill_loses_no_task(stack: Stack, api: httpx.Client):
+    run_id = start_run(stack, api)
+    fault_at = time.time()
+    kill_main_process(stack, "worker")
+    tis = finish(stack, api, run_id, "worker SIGKILL", fault_at)
+    # Tasks that ran on the killed worker were failed by the heartbeat timeout and retried.
+    assert RESULTS["worker SIGKILL"]["tasks_retried"] >= 1, tis
+
+
+def test_a_worker_stopped_with_sigterm_drains_and_takes_no_new_task(stack: Stack, api: httpx.Client):
+    stack.run("up", "-d", "--no-recreate", "--scale", "worker=2", "worker")
+    wait_healthy(stack)
+    draining = containers(stack, "worker")[0]
+    hostname = docker("inspect", "-f", "{{.Config.Hostname}}", draining).strip()
+    try:
+        run_id = start_run(stack, api, tasks=48, running=24)
+        fault_at = time.time()
+        docker("stop", "-t", "120", draining)  # SIGTERM: Celery's warm shutdown
+        tis = finish(stack, api, run_id, "worker SIGTERM (scale-in)", fault_at)
+    finally:
+        stack.run("up", "-d", "--scale", "worker=1", "worker")
+    on_draining = [t for t in tis if t["hostname"] == hostname and t["task_id"] == "work"]
+    assert on_draining, "the stopped worker ran no task of the run"
+    assert all(parse(t["start_date"]) < fault_at for t in on_draining), "a task started on the worker after SIGTERM"
+    assert all(t["try_number"] == 1 for t in tis), "a task was retried"
+
+
+@pytest.mark.parametrize(
+    ("case", "fault"),
+    [
+        ("Redis restart", lambda stack: stack.run("restart", "redis")),
+        ("PostgreSQL restart", lambda stack: stack.run("restart", "postgres")),
+        ("api-server restart", lambda stack: stack.run("restart", "api-server")),
+        ("scheduler SIGKILL", lambda stack: kill_main_process(stack, "scheduler")),
+    ],
+    ids=["redis", "postgres", "api-server", "scheduler"],
+)
+def test_a_restart_mid_run_loses_no_task(stack: Stack, api: httpx.Client, case: str, fault):
+    run_id = start_run(stack, api)
+    fault_at = time.time()
+    fault(stack)
+    tis = finish(stack, api, run_id, case, fault_at)
+    assert all(t["try_number"] == 1 for t in tis), f"{case}: a task was retried"
