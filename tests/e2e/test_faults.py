@@ -14,7 +14,7 @@ import json
 import subprocess
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import httpx
 import pytest
