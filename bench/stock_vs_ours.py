@@ -65,7 +65,8 @@ class Docker:
         self.client = httpx.Client(transport=httpx.HTTPTransport(uds="/var/run/docker.sock"), timeout=30)
 
     def stats(self, container: str) -> tuple[float, float]:
-        s = self.client.get(f"http://docker/containers/{container}/stats", params={"stream": "false"}).json()
+        params = {"stream": "false", "one-shot": "true"}  # one-shot: no second sample, answers at once
+        s = self.client.get(f"http://docker/containers/{container}/stats", params=params).json()
         memory = s.get("memory_stats", {})
         cache = memory.get("stats", {}).get("inactive_file", memory.get("stats", {}).get("total_inactive_file", 0))
         return s["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9, (memory.get("usage", 0) - cache) / 2**20
