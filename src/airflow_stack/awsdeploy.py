@@ -29,6 +29,7 @@ from airflow_stack.hostinit import fernet_key
 
 _PARAMETER = re.compile(r"^  ([A-Za-z0-9]+):\s*$")
 _SECTION = re.compile(r"^[A-Za-z]+:")
+_OVERRIDE = re.compile(r"^[A-Za-z][A-Za-z0-9]*=")
 
 
 def template_parameters(template: Path) -> dict[str, bool]:
@@ -135,17 +136,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     params.add_argument("template", type=Path)
     params.add_argument("params_file", type=Path)
     params.add_argument("--outputs-of", action="append", default=[], metavar="STACK")
-    params.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     fernet = commands.add_parser("fernet-secret")
     fernet.add_argument("secret_id")
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # KEY=VALUE overrides may come anywhere (argparse cannot mix them with --outputs-of).
+    overrides = [a for a in argv if _OVERRIDE.match(a)]
+    args = parser.parse_args([a for a in argv if not _OVERRIDE.match(a)])
     try:
         if args.command == "fernet-secret":
             print(ensure_fernet_secret(args.secret_id))
             return 0
         sources = [(f"the outputs of {stack}", stack_outputs(stack)) for stack in args.outputs_of if stack]
         sources.append((str(args.params_file), read_params_file(args.params_file)))
-        sources.append(("the command line", dict(o.partition("=")[::2] for o in args.overrides)))
+        sources.append(("the command line", dict(o.partition("=")[::2] for o in overrides)))
         chosen = stack_parameters(args.template, sources, strict=[str(args.params_file), "the command line"])
         print(" ".join(f"{k}={v}" for k, v in chosen.items()))
         return 0
