@@ -1,11 +1,14 @@
 """The AWS resources the example parameter files (deploy/aws/environments/example) stand for,
-made in moto: a VPC, four subnets and the UI's certificate, and the example files pointed at them."""
+made in moto: a VPC, four subnets and the UI's certificate, the example files pointed at them,
+and a stack deployed with the parameters `make -C deploy/aws` would pass."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import boto3
+
+from airflow_stack import awsdeploy
 
 AWS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "aws"
 REGION = "eu-west-1"
@@ -36,3 +39,25 @@ def params_file(tmp_path: Path, stack: str, ids: dict[str, str], **changes: str)
     path = tmp_path / f"{stack}.params"
     path.write_text("\n".join([*lines, *(f"{k}={v}" for k, v in changes.items())]) + "\n")
     return path
+
+
+def outputs(stack: str) -> dict[str, str]:
+    described = boto3.client("cloudformation", region_name=REGION).describe_stacks(StackName=stack)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+
+
+def deploy(name: str, stack: str, params: Path, *upstream: dict[str, str], **overrides: str) -> dict[str, str]:
+    """Create stack `name` from templates/<stack>.yaml with the parameters `make` would pass
+    (airflow_stack.awsdeploy: the `upstream` outputs, then `params`, then `overrides`); its outputs."""
+    template = AWS_DIR / "templates" / f"{stack}.yaml"
+    sources = [("outputs", outputs) for outputs in upstream]
+    sources += [(str(params), awsdeploy.read_params_file(params)), ("the command line", overrides)]
+    chosen = awsdeploy.stack_parameters(template, sources, strict=[str(params), "the command line"])
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    cloudformation.create_stack(
+        StackName=name, TemplateBody=template.read_text(), Capabilities=["CAPABILITY_IAM"],
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in chosen.items()],
+    )  # fmt: skip
+    described = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+    assert described["StackStatus"] == "CREATE_COMPLETE", described.get("StackStatusReason")
+    return outputs(name)

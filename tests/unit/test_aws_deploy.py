@@ -6,7 +6,6 @@ its CloudFormation lacks come from tests/unit/moto_cfn.py, created through moto'
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import boto3
 import pytest
@@ -15,7 +14,7 @@ from moto import mock_aws
 
 from airflow_stack import awsdeploy
 from tests.unit import moto_cfn  # noqa: F401 - registers the extra CloudFormation types
-from tests.unit.aws_examples import AWS_DIR, REGION, network, params_file
+from tests.unit.aws_examples import AWS_DIR, REGION, deploy, network, params_file
 
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/airflow-stack:1.0.0"
 SECRET_NAMES = ["admin-password", "api-secret-key", "db-password", "fernet-key", "flower-password", "jwt-secret",
@@ -30,21 +29,6 @@ def aws(monkeypatch):
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     with mock_aws():
         yield
-
-
-def deploy(name: str, stack: str, params: Path, *upstream: dict[str, str], **overrides: str) -> dict[str, str]:
-    template = AWS_DIR / "templates" / f"{stack}.yaml"
-    sources = [("outputs", outputs) for outputs in upstream]
-    sources += [(str(params), awsdeploy.read_params_file(params)), ("the command line", overrides)]
-    chosen = awsdeploy.stack_parameters(template, sources, strict=[str(params), "the command line"])
-    cloudformation = boto3.client("cloudformation", region_name=REGION)
-    cloudformation.create_stack(
-        StackName=name, TemplateBody=template.read_text(), Capabilities=["CAPABILITY_IAM"],
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in chosen.items()],
-    )  # fmt: skip
-    described = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
-    assert described["StackStatus"] == "CREATE_COMPLETE", described.get("StackStatusReason")
-    return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
 
 
 @pytest.fixture

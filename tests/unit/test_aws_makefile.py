@@ -2,7 +2,7 @@
 runs `cloudformation deploy` with the parameters the Makefile computes, `secrets` puts a valid
 Fernet key once, `workers` takes the outputs of the data and apps stacks, and the refusals name
 what is missing. (`apps` also runs the init task and waits for it to stop: moto's ECS tasks
-never stop, so the apps stack is deployed here the way the Makefile computes its parameters.)"""
+never stop, so the apps stack is deployed here with the parameters the Makefile computes.)"""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 
 from airflow_stack import awsdeploy
 from tests.unit import moto_cfn  # noqa: F401 - registers the extra CloudFormation types
-from tests.unit.aws_examples import AWS_DIR, REGION, network, params_file
+from tests.unit.aws_examples import AWS_DIR, REGION, deploy, network, outputs, params_file
 
 ROOT = Path(__file__).resolve().parents[2]
 UV = shutil.which("uv") or str(ROOT / ".venv-tools" / "bin" / "uv")
@@ -54,11 +54,6 @@ def environment(tmp_path: Path, name: str) -> Path:
     return folder
 
 
-def outputs(stack: str) -> dict[str, str]:
-    described = boto3.client("cloudformation", region_name=REGION).describe_stacks(StackName=stack)["Stacks"][0]
-    return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
-
-
 def test_data_secrets_and_workers_through_the_makefile(aws_env, tmp_path):
     params = environment(tmp_path, "mk")
     data = make(aws_env, "ENV=mk", f"PARAMS={params}", "data")
@@ -72,16 +67,7 @@ def test_data_secrets_and_workers_through_the_makefile(aws_env, tmp_path):
     assert again.returncode == 0 and "left unchanged" in again.stdout, again.stdout + again.stderr
     assert secretsmanager.get_secret_value(SecretId="mk/airflow/fernet-key")["SecretString"] == key
 
-    template = AWS_DIR / "templates" / "apps.yaml"
-    chosen = awsdeploy.stack_parameters(template, [
-        ("data outputs", outputs("mk-airflow-data")),
-        ("apps.params", awsdeploy.read_params_file(params / "apps.params")),
-        ("command line", {"EnvironmentName": "mk", "Image": IMAGE}),
-    ])  # fmt: skip
-    boto3.client("cloudformation", region_name=REGION).create_stack(
-        StackName="mk-airflow-apps", TemplateBody=template.read_text(), Capabilities=["CAPABILITY_IAM"],
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in chosen.items()],
-    )  # fmt: skip
+    deploy("mk-airflow-apps", "apps", params / "apps.params", outputs("mk-airflow-data"), EnvironmentName="mk", Image=IMAGE)
 
     workers = make(aws_env, "ENV=mk", f"PARAMS={params}", f"IMAGE={IMAGE}", "workers")
     assert workers.returncode == 0, workers.stdout + workers.stderr
