@@ -81,11 +81,7 @@ class Stack:
         return self.run("logs", "--no-color", "--tail", str(tail), *services, check=False).stdout
 
     def container_hostname(self, service: str) -> str:
-        container = self.run("ps", "-q", service).stdout.strip()
-        inspect = subprocess.run(
-            ["docker", "inspect", "-f", "{{.Config.Hostname}}", container], capture_output=True, text=True, check=True
-        )
-        return inspect.stdout.strip()
+        return hostname_of(self.run("ps", "-q", service).stdout.strip())
 
     def api(self) -> httpx.Client:
         """A REST API client logged in as the admin user from .env."""
@@ -100,6 +96,16 @@ class Stack:
             headers={"Authorization": f"Bearer {token.json()['access_token']}"},
             timeout=30,
         )
+
+
+def docker(*args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
+    """The docker CLI, for what compose does not do (a single container, exec as another user)."""
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=check)
+
+
+def hostname_of(container: str) -> str:
+    """The container's hostname: the task instances' `hostname` when it runs a worker."""
+    return docker("inspect", "-f", "{{.Config.Hostname}}", container).stdout.strip()
 
 
 def poll(what: str, probe: Callable[[], object], timeout: float, diagnostics: Callable[[], str]) -> object:

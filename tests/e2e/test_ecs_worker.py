@@ -7,15 +7,17 @@ services; every other value is the template's own. Runs last: the stack is in re
 from __future__ import annotations
 
 import os
-import subprocess
+from functools import partial
 from pathlib import Path
 
 from cfnlint.decode import decode
 
+from . import conftest
 from .conftest import PROJECT, ROOT, UI_PORT, Stack, poll
 from .test_dag_sync import DAG_ID, finish, trigger
 
 NAME = f"{PROJECT}-ecs-worker"
+docker = partial(conftest.docker, timeout=120)
 
 
 def template_worker() -> tuple[dict, dict]:
@@ -55,10 +57,6 @@ def worker_environment(stack: Stack) -> dict[str, str]:
     for name in ("AIRFLOW_STACK_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         environment[name] = stack.env[name]
     return environment
-
-
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120, check=check)
 
 
 def container_log() -> str:

@@ -11,7 +11,6 @@ may take up to about 12 minutes: see there."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -21,14 +20,10 @@ import pytest
 
 from airflow_stack import stackwait
 
-from .conftest import ARTIFACTS, Stack, poll
+from .conftest import ARTIFACTS, Stack, docker, hostname_of, poll
 
 DAG = "fault_fanout"
 RESULTS: dict[str, dict] = {}
-
-
-def docker(*args: str) -> str:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=180, check=True).stdout
 
 
 def containers(stack: Stack, service: str) -> list[str]:
@@ -125,7 +120,7 @@ def test_a_worker_stopped_with_sigterm_drains_and_takes_no_new_task(stack: Stack
     stack.run("up", "-d", "--no-recreate", "--scale", "worker=2", "worker")
     wait_healthy(stack)
     draining = containers(stack, "worker")[0]
-    hostname = docker("inspect", "-f", "{{.Config.Hostname}}", draining).strip()
+    hostname = hostname_of(draining)
     try:
         run_id = start_run(stack, api, tasks=48, running=24)
         fault_at = time.time()
