@@ -137,9 +137,10 @@ def inject_passwords(env: MutableMapping[str, str]) -> None:
             continue
         for setting in targets:
             url = env.get(setting.env)
-            if not url or scheme_part not in urlsplit(url).scheme:
+            parts = urlsplit(url) if url else None
+            if not parts or scheme_part not in parts.scheme:
                 continue
-            if urlsplit(url).password is not None:
+            if parts.password is not None:
                 raise StackError(
                     f"{setting.env} has a password and {variable} is set too; only one source is allowed",
                     setting=setting.env,
