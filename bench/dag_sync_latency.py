@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from airflow_stack import dagpublish, hostinit, stackwait  # noqa: E402
+from docker_stats import Docker  # noqa: E402
 
 PROJECT = "airflow-stack-bench"
 UI_PORT = 28080
@@ -113,11 +114,10 @@ class Bench:
         """CPU seconds the service's container used over `window` s (Docker's stats API:
         cumulative, on cgroup v1 and v2 alike)."""
         container = self.compose_run("ps", "-q", service).strip()
-        docker = httpx.Client(transport=httpx.HTTPTransport(uds="/var/run/docker.sock"), timeout=30)
+        docker = Docker()
 
         def usage() -> float:
-            stats = docker.get(f"http://docker/containers/{container}/stats", params={"stream": "false"}).json()
-            return stats["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
+            return docker.stats(container)[0]
 
         before = usage()
         time.sleep(window)

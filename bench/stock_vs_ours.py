@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from airflow_stack import hostinit, stackwait  # noqa: E402
+from docker_stats import Docker  # noqa: E402
 
 UI_PORT = 28080
 RESULTS = ROOT / "bench" / "results"
@@ -56,20 +57,6 @@ def fanout_dag(dag_id: str, tasks: int) -> str:
 
 
 DAGS = {"bench_fanout_100": 100, "bench_fanout_1000": 1000, "bench_small": 3}
-
-
-class Docker:
-    """Docker's stats API over its socket: cumulative CPU and current memory (cgroup v1 and v2)."""
-
-    def __init__(self):
-        self.client = httpx.Client(transport=httpx.HTTPTransport(uds="/var/run/docker.sock"), timeout=30)
-
-    def stats(self, container: str) -> tuple[float, float]:
-        params = {"stream": "false", "one-shot": "true"}  # one-shot: no second sample, answers at once
-        s = self.client.get(f"http://docker/containers/{container}/stats", params=params).json()
-        memory = s.get("memory_stats", {})
-        cache = memory.get("stats", {}).get("inactive_file", memory.get("stats", {}).get("total_inactive_file", 0))
-        return s["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9, (memory.get("usage", 0) - cache) / 2**20
 
 
 class Stack:
