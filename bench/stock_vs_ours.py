@@ -100,8 +100,8 @@ class Stack:
     def memory(self) -> dict[str, float]:
         return {service: round(self.docker.stats(c)[1], 1) for service, c in self.containers().items()}
 
-    def cpu(self) -> float:
-        return sum(self.docker.stats(c)[0] for c in self.containers().values())
+    def cpu(self) -> dict[str, float]:
+        return {service: self.docker.stats(c)[0] for service, c in self.containers().items()}
 
     def api(self) -> httpx.Client:
         token = httpx.post(f"http://127.0.0.1:{UI_PORT}/auth/token", timeout=30, json={
@@ -182,7 +182,9 @@ def fanout(stack: Stack, api: httpx.Client, dag_id: str) -> dict:
     elapsed = time.monotonic() - started
     peak.stopping.set()
     peak.join()
-    cpu = stack.cpu() - cpu_before
+    cpu_after = stack.cpu()
+    cpu_by_service = {s: round(cpu_after[s] - cpu_before.get(s, 0.0), 1) for s in cpu_after}
+    cpu = sum(cpu_by_service.values())
     tis = task_instances(api, dag_id, run_id)
     run = api.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()
     to_queue = [seconds(t.get("scheduled_when"), t.get("queued_when")) for t in tis]
@@ -198,6 +200,7 @@ def fanout(stack: Stack, api: httpx.Client, dag_id: str) -> dict:
         "queued_to_start_p50_s": percentile(to_start, 50),
         "queued_to_start_p95_s": percentile(to_start, 95),
         "cpu_seconds_per_task": round(cpu / max(1, len(tis)), 3),
+        "cpu_seconds_by_service": cpu_by_service,
         "peak_memory_mib": peak.per_service,
         "peak_memory_total_mib": round(peak.total, 1),
     }
