@@ -1,33 +1,25 @@
-"""The Airflow plugin the image installs (entry point `airflow.plugins`): a small FastAPI app
-on the api-server at /airflow-stack.
+"""The Airflow plugin the image installs (entry point `airflow.plugins`): mounts the fingerprint
+endpoint (airflow_stack.fingerprint_api) on the api-server at /airflow-stack.
 
-GET /airflow-stack/fingerprints returns the api-server's fingerprints of the fernet key, the
-JWT secret and the API secret key, as Airflow resolved them (any source, `_CMD` and
-`_SECRET` included). Workers, which have no metadata DB in production, compare theirs with
-it before they take tasks. Fingerprints reveal nothing about the secrets (see fingerprints).
+Every task process loads every plugin (for its listeners), so this module stays light: the
+FastAPI app is imported only when the api-server asks for `fastapi_apps`. Building it on import
+cost each task about 15 ms of CPU (FastAPI route models pull in pydantic.v1).
 """
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import FastAPI
-
-from airflow_stack import fingerprints
-
-URL_PREFIX = "/airflow-stack"
-
-app = FastAPI(title="airflow-stack", docs_url=None, redoc_url=None, openapi_url=None)
 
 
-@app.get("/fingerprints")
-def get_fingerprints() -> dict[str, str]:
-    from airflow.configuration import conf
+class _FingerprintApp:
+    """`fastapi_apps`, built on first read (the api-server); never read by tasks."""
 
-    return fingerprints.of_values(
-        {name: conf.get(setting.section, setting.key, fallback=None) for name, setting in fingerprints.SHARED.items()}
-    )
+    def __get__(self, instance, owner) -> list[dict]:
+        from airflow_stack import fingerprint_api
+
+        return [{"app": fingerprint_api.app, "url_prefix": fingerprint_api.URL_PREFIX, "name": "airflow-stack"}]
 
 
 class AirflowStackPlugin(AirflowPlugin):
     name = "airflow_stack"
-    fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": "airflow-stack"}]
+    fastapi_apps = _FingerprintApp()
