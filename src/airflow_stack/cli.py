@@ -39,8 +39,11 @@ def run(name: str, extra: list[str]) -> None:
     if component.name in one_shot_jobs:
         one_shot_jobs[component.name](os.environ)
         return
-    log(f"starting {component.name}: {' '.join(component.argv + tuple(extra))}")
-    exec_command([*component.argv, *extra])
+    if component.name == "flower":
+        components.flower_environment(os.environ)
+    argv = (*components.argv(component, os.environ), *extra)
+    log(f"starting {component.name}: {' '.join(argv)}")
+    exec_command(list(argv))
 
 
 def main(argv: list[str] | None = None) -> int:

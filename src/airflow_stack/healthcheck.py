@@ -1,8 +1,8 @@
 """Cheap container health probes: `airflow-stack healthcheck COMPONENT`.
 
 `airflow jobs check` and `celery inspect ping` import Airflow and cost about 5 s of CPU per
-probe; these probes never import Airflow. Components with an HTTP health endpoint are asked
-over HTTP; the dag-processor and the triggerer by their job heartbeat in the metadata DB
+probe; these probes never import Airflow. The api-server and Flower are asked over HTTP; the
+scheduler, the dag-processor and the triggerer by their job heartbeat in the metadata DB
 (what `airflow jobs check` reads); the worker by a Celery ping addressed to this host only;
 dag-sync by the age of the last poll in its status record (a failed poll still counts: the
 loop is alive, and `dag-sync status` shows the error).
@@ -22,10 +22,11 @@ from airflow_stack import components, metadb, releases, settings
 HEARTBEAT_THRESHOLD_S = 60
 _HTTP = {
     "api-server": f"http://127.0.0.1:{components.API_SERVER_PORT}/api/v2/monitor/health",
-    "scheduler": f"http://127.0.0.1:{components.SCHEDULER_HEALTH_PORT}/health",
     "flower": f"http://127.0.0.1:{components.FLOWER_PORT}/healthcheck",
 }
-_JOB_TYPES = {"dag-processor": "DagProcessorJob", "triggerer": "TriggererJob"}
+# The scheduler too: its own health server ([scheduler] enable_health_check) would cost a
+# process of about 80 MiB to answer the same question.
+_JOB_TYPES = {"scheduler": "SchedulerJob", "dag-processor": "DagProcessorJob", "triggerer": "TriggererJob"}
 
 
 class Unhealthy(Exception):

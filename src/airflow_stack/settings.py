@@ -100,6 +100,24 @@ def positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+def boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """true/false (also 1/0, yes/no; unset or empty: `default`) from `env[name]`, or a refusal naming it."""
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no"):
+        return False
+    raise StackError(f"{name}={raw!r} is neither true nor false", setting=name, fix="set it to true or false")
+
+
+# The log servers of the worker and the triggerer (`airflow serve-logs`, port 8793) serve the
+# logs of running tasks to the api-server. Not needed where every component shares the logs
+# folder (compose sets false, saving a process of about 60 MiB in each).
+SERVE_LOGS = "AIRFLOW_STACK_SERVE_LOGS"
+
+
 # The variable holding a password, and the URL settings (and schemes) it completes.
 DB_PASSWORD = "AIRFLOW_STACK_DB_PASSWORD"
 REDIS_PASSWORD = "AIRFLOW_STACK_REDIS_PASSWORD"
