@@ -38,6 +38,10 @@ ECS_ONLY = {
 # In compose only, for every component, and why.
 COMPOSE_ONLY_EVERYWHERE = {
     "AIRFLOW__CELERY__FLOWER_BASIC_AUTH": "compose shares one environment; on ECS only Flower gets it (from its secret)",
+    "AIRFLOW__CELERY__WORKER_AUTOSCALE": "a laptop keeps 2 pool processes when idle; an ECS worker is paid for whole, "
+                                         "and the monitor sizes the service on a fixed concurrency",
+    "AIRFLOW_STACK_SERVE_LOGS": "compose shares the logs folder; on ECS the api-server reads running tasks' logs "
+                                "from the worker's log server",
 }
 # In compose only, for one component, and why.
 COMPOSE_ONLY = {
@@ -52,7 +56,7 @@ COMPOSE_ONLY = {
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK", "AIRFLOW__API__BASE_URL", "AWS_DEFAULT_REGION",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT", "AIRFLOW__CORE__DEFAULT_TASK_RETRIES",
             "AIRFLOW__WORKERS__EXECUTION_API_RETRIES", "AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS",
-            "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN",
+            "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN", "AIRFLOW__DAG_PROCESSOR__STALE_BUNDLE_CLEANUP_INTERVAL",
         )
     },  # fmt: skip
 }
@@ -68,7 +72,7 @@ SAME_VALUE = (
     "AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK",
     "AIRFLOW_STACK_MONITOR_INTERVAL", "AIRFLOW_STACK_MONITOR_NAMESPACE", "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT",
     "AIRFLOW__CORE__DEFAULT_TASK_RETRIES", "AIRFLOW__WORKERS__EXECUTION_API_RETRIES", "AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS",
-    "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN",
+    "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN", "AIRFLOW__DAG_PROCESSOR__STALE_BUNDLE_CLEANUP_INTERVAL",
 )  # fmt: skip
 _DEFAULTED = re.compile(r"\$\{\w+:-([^}]*)\}")
 _REQUIRED = re.compile(r"\$\{\w+(:\?[^}]*)?\}")
