@@ -1,7 +1,10 @@
 """Docker's stats API over its unix socket, for the benchmarks: the host's cgroup v1 hides
-per-container CPU from the usual places, and the API answers on cgroup v1 and v2 alike."""
+per-container CPU from the usual places, and the API answers on cgroup v1 and v2 alike. Also each
+container's processes with their proportional memory (PSS, from the host's /proc; needs root)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import httpx
 
@@ -18,3 +21,16 @@ class Docker:
         memory = s.get("memory_stats", {})
         cache = memory.get("stats", {}).get("inactive_file", memory.get("stats", {}).get("total_inactive_file", 0))
         return s["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9, (memory.get("usage", 0) - cache) / 2**20
+
+    def processes(self, container: str) -> list[tuple[str, float]]:
+        """(command, PSS MiB) of each process in the container, read from the host's /proc."""
+        top = self.client.get(f"http://docker/containers/{container}/top", params={"ps_args": "-o pid,args"}).json()
+        found = []
+        for pid, args in top.get("Processes", []):
+            try:
+                rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            except OSError:  # gone, or not root
+                continue
+            pss_kib = next((int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")), 0)
+            found.append((args[:80], round(pss_kib / 1024, 1)))
+        return found

@@ -4,7 +4,7 @@ For each profile it starts the real docker-compose.yml from empty volumes under 
 (UI on 127.0.0.1:28080) and measures:
 
 - the time from `docker compose up -d` to every service healthy;
-- idle memory per service (30 s after healthy);
+- idle memory per service (30 s after healthy), and each process's share (PSS);
 - fan-out DAGs of 100 and 1,000 independent no-op tasks (the 100-task one run twice: after
   start-up, then warm): trigger to success, tasks/s, scheduled->queued and queued->start
   p50/p95, CPU-seconds per task (every container's CPU over the run), peak memory per service;
@@ -16,7 +16,7 @@ For each profile it starts the real docker-compose.yml from empty volumes under 
 
     uv run --project tools/bench --frozen python bench/stock_vs_ours.py [--profiles stock,ours] [--quick]
 
-Prints a table and the ratios, writes bench/results/stock-vs-ours.json and .png.
+Prints a table and the ratios, writes bench/results/stock-vs-ours.json, .md (the table) and .png.
 """
 
 from __future__ import annotations
@@ -223,6 +223,7 @@ def measure(profile: str, quick: bool) -> dict:
             time.sleep(30)  # settle before the idle sample (not a synchronisation)
             result["idle_memory_mib"] = stack.memory()
             result["idle_memory_total_mib"] = round(sum(result["idle_memory_mib"].values()), 1)
+            result["idle_processes_pss_mib"] = {s: stack.docker.processes(c) for s, c in stack.containers().items()}
             with stack.api() as api:
                 for dag_id in DAGS:  # parsed and listed before the clock starts
                     deadline = time.monotonic() + 300
@@ -247,14 +248,21 @@ ROWS = [
     ("100 tasks, warm: tasks/s", lambda r: r["fanout_100"]["tasks_per_s"], "higher"),
     ("100 tasks: scheduled->queued p50 (s)", lambda r: r["fanout_100"]["scheduled_to_queued_p50_s"], "lower"),
     ("100 tasks: queued->start p50 (s)", lambda r: r["fanout_100"]["queued_to_start_p50_s"], "lower"),
+    ("100 tasks: scheduled->queued p95 (s)", lambda r: r["fanout_100"]["scheduled_to_queued_p95_s"], "lower"),
     ("100 tasks: queued->start p95 (s)", lambda r: r["fanout_100"]["queued_to_start_p95_s"], "lower"),
     ("100 tasks: CPU-s per task", lambda r: r["fanout_100"]["cpu_seconds_per_task"], "lower"),
     ("1000 tasks: trigger to success (s)", lambda r: r["fanout_1000"]["trigger_to_success_s"], "lower"),
     ("1000 tasks: tasks/s", lambda r: r["fanout_1000"]["tasks_per_s"], "higher"),
+    ("1000 tasks: scheduled->queued p50 (s)", lambda r: r["fanout_1000"]["scheduled_to_queued_p50_s"], "lower"),
+    ("1000 tasks: queued->start p50 (s)", lambda r: r["fanout_1000"]["queued_to_start_p50_s"], "lower"),
+    ("1000 tasks: queued->start p95 (s)", lambda r: r["fanout_1000"]["queued_to_start_p95_s"], "lower"),
     ("1000 tasks: CPU-s per task", lambda r: r["fanout_1000"]["cpu_seconds_per_task"], "lower"),
+    ("1000 tasks: failed tasks", lambda r: r["fanout_1000"]["failed_tasks"], "lower"),
     ("idle memory (MiB)", lambda r: r["idle_memory_total_mib"], "lower"),
+    ("peak memory, 100 tasks (MiB)", lambda r: r["fanout_100"]["peak_memory_total_mib"], "lower"),
     ("peak memory, 1000 tasks (MiB)", lambda r: r["fanout_1000"]["peak_memory_total_mib"], "lower"),
     ("50 concurrent runs: all done (s)", lambda r: r["concurrent_50_runs"]["all_done_s"], "lower"),
+    ("50 concurrent runs: failed tasks", lambda r: r["concurrent_50_runs"]["failed_tasks"], "lower"),
 ]
 
 
@@ -271,6 +279,14 @@ def report(results: dict[str, dict]) -> list[dict]:
         rows.append({"metric": label, **values, "ours_better_by": round(ratio, 2) if ratio else None})
         print(f"{label:44} " + "  ".join(f"{p}={v}" for p, v in values.items()) + (f"  x{ratio:.2f}" if ratio else ""))
     return rows
+
+
+def markdown(rows: list[dict], profiles: list[str]) -> str:
+    lines = [f"| metric | {' | '.join(profiles)} | ours better by |", "|---|" + "---|" * (len(profiles) + 1)]
+    for row in rows:
+        ratio = f"x{row['ours_better_by']}" if row["ours_better_by"] else ""
+        lines.append(f"| {row['metric']} | {' | '.join(str(row[p]) for p in profiles)} | {ratio} |")
+    return "\n".join(lines) + "\n"
 
 
 def chart(rows: list[dict], path: Path) -> None:
@@ -301,6 +317,7 @@ def main() -> int:
     out = RESULTS / "stock-vs-ours.json"
     out.write_text(json.dumps({"measured_at": datetime.now().isoformat(timespec="seconds"), "results": results,
                                "table": rows}, indent=2) + "\n")  # fmt: skip
+    (RESULTS / "stock-vs-ours.md").write_text(markdown(rows, list(results)))
     if {"stock", "ours"} <= set(results):
         chart(rows, RESULTS / "stock-vs-ours.png")
     print(f"wrote {out}")
