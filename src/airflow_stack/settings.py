@@ -112,9 +112,10 @@ def boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise StackError(f"{name}={raw!r} is neither true nor false", setting=name, fix="set it to true or false")
 
 
-# The log servers of the worker and the triggerer (`airflow serve-logs`, port 8793) serve the
-# logs of running tasks to the api-server. Not needed where every component shares the logs
-# folder (compose sets false, saving a process of about 60 MiB in each).
+# The log servers of the worker and the triggerer (`airflow serve-logs`, ports 8793/8794) serve
+# the logs of running and deferred tasks to the api-server. Where every component shares the
+# logs folder they may be switched off (false), saving a process in each; the UI then names the
+# missing log server among a running task's log sources.
 SERVE_LOGS = "AIRFLOW_STACK_SERVE_LOGS"
 
 
