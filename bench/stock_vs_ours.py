@@ -5,8 +5,8 @@ For each profile it starts the real docker-compose.yml from empty volumes under 
 
 - the time from `docker compose up -d` to every service healthy;
 - idle memory per service (30 s after healthy), and each process's share (PSS);
-- fan-out DAGs of 100 and 1,000 independent no-op tasks (the 100-task one run twice: after
-  start-up, then warm): trigger to success, tasks/s, scheduled->queued and queued->start
+- fan-out DAGs of 100 and 1,000 independent no-op tasks (the 100-task one once after start-up,
+  then 3 times warm, reported as the median): trigger to success, tasks/s, scheduled->queued and queued->start
   p50/p95, CPU-seconds per task (every container's CPU over the run), peak memory per service;
 - 50 concurrent runs of a 3-task DAG: time to all done, failed task instances (must be 0).
 
@@ -43,6 +43,7 @@ UI_PORT = 28080
 RESULTS = ROOT / "bench" / "results"
 PROFILES = {"stock": [ROOT / "bench" / "stock-settings.yml"], "ours": []}
 RUN_TIMEOUT = 1800
+WARM_RUNS = 3
 
 
 def fanout_dag(dag_id: str, tasks: int) -> str:
@@ -206,6 +207,15 @@ def fanout(stack: Stack, api: httpx.Client, dag_id: str) -> dict:
     }
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The warm run with the median tasks/s, whole (so that one noisy run on a shared 2-core
+    machine does not decide a ratio), with the highest peak memory of all of them."""
+    median = dict(sorted(runs, key=lambda r: r["tasks_per_s"])[len(runs) // 2])
+    highest = max(runs, key=lambda r: r["peak_memory_total_mib"])
+    median["peak_memory_mib"], median["peak_memory_total_mib"] = highest["peak_memory_mib"], highest["peak_memory_total_mib"]
+    return median
+
+
 def concurrent_runs(api: httpx.Client, count: int = 50) -> dict:
     started = time.monotonic()
     run_ids = [trigger(api, "bench_small") for _ in range(count)]
@@ -232,7 +242,8 @@ def measure(profile: str, quick: bool) -> dict:
                             raise SystemExit(f"{profile}: {dag_id} not parsed within 300 s")
                         time.sleep(1)
                 result["fanout_100_first"] = fanout(stack, api, "bench_fanout_100")
-                result["fanout_100"] = fanout(stack, api, "bench_fanout_100")
+                result["fanout_100_warm_runs"] = [fanout(stack, api, "bench_fanout_100") for _ in range(WARM_RUNS)]
+                result["fanout_100"] = median_run(result["fanout_100_warm_runs"])
                 if not quick:
                     result["fanout_1000"] = fanout(stack, api, "bench_fanout_1000")
                     result["concurrent_50_runs"] = concurrent_runs(api)
@@ -244,8 +255,8 @@ def measure(profile: str, quick: bool) -> dict:
 
 ROWS = [
     ("up to healthy (s)", lambda r: r["up_to_healthy_s"], "lower"),
-    ("100 tasks, warm: trigger to success (s)", lambda r: r["fanout_100"]["trigger_to_success_s"], "lower"),
-    ("100 tasks, warm: tasks/s", lambda r: r["fanout_100"]["tasks_per_s"], "higher"),
+    ("100 tasks, warm (median of 3): trigger to success (s)", lambda r: r["fanout_100"]["trigger_to_success_s"], "lower"),
+    ("100 tasks, warm (median of 3): tasks/s", lambda r: r["fanout_100"]["tasks_per_s"], "higher"),
     ("100 tasks: scheduled->queued p50 (s)", lambda r: r["fanout_100"]["scheduled_to_queued_p50_s"], "lower"),
     ("100 tasks: queued->start p50 (s)", lambda r: r["fanout_100"]["queued_to_start_p50_s"], "lower"),
     ("100 tasks: scheduled->queued p95 (s)", lambda r: r["fanout_100"]["scheduled_to_queued_p95_s"], "lower"),
