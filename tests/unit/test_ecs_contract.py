@@ -38,8 +38,6 @@ ECS_ONLY = {
 # In compose only, for every component, and why.
 COMPOSE_ONLY_EVERYWHERE = {
     "AIRFLOW__CELERY__FLOWER_BASIC_AUTH": "compose shares one environment; on ECS only Flower gets it (from its secret)",
-    "AIRFLOW__CELERY__WORKER_AUTOSCALE": "a laptop keeps 2 pool processes when idle; an ECS worker is paid for whole, "
-                                         "and the monitor sizes the service on a fixed concurrency",
     "AUTOSCALE_KEEPALIVE": "Celery's keep-alive of an autoscaled pool; ECS workers have a fixed pool",
     "AIRFLOW_STACK_SERVE_LOGS": "a knob for a shared logs folder, which ECS has not (on by default in compose)",
 }
