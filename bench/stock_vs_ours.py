@@ -6,8 +6,9 @@ For each profile it starts the real docker-compose.yml from empty volumes under 
 - the time from `docker compose up -d` to every service healthy;
 - idle memory per service (30 s after healthy), and each process's share (PSS);
 - fan-out DAGs of 100 and 1,000 independent no-op tasks (the 100-task one once after start-up,
-  then 3 times warm, reported as the median): trigger to success, tasks/s, scheduled->queued and queued->start
-  p50/p95, CPU-seconds per task (every container's CPU over the run), peak memory per service;
+  then 3 times warm, reported as the median run): trigger to success, tasks/s, scheduled->queued
+  and queued->start p50/p95, CPU-seconds per task (every container's CPU over the run, also per
+  service), peak memory per service;
 - 50 concurrent runs of a 3-task DAG: time to all done, failed task instances (must be 0).
 
 `stock` is the official quick start's compose settings: its healthchecks (`airflow jobs check`,
