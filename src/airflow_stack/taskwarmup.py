@@ -11,8 +11,8 @@ skipped with a warning, never fatal.
 The main process's objects stay frozen for the garbage collector (`gc.freeze`) for its whole
 life. Airflow freezes them only until the worker is ready, which is enough for a fixed pool; but
 an autoscaled pool forks processes later, and each one's first collection would then write to
-(and so copy) every page of the inherited heap: about 50 MiB more per pool process. For the same
-reason a pool process freezes its heap while it runs a task, whose process it forks.
+(and so copy) every page of the inherited heap: about 50 MiB more per pool process. Pool
+processes never unfreeze what they inherit (`gc.unfreeze` would release all of it at once).
 """
 
 from __future__ import annotations
@@ -49,15 +49,8 @@ def freeze_heap(**_: object) -> None:
     gc.freeze()
 
 
-def thaw_heap(**_: object) -> None:
-    """Let the collector reach the task's leftovers again once its process has ended."""
-    gc.unfreeze()
-
-
 def connect_to_celery() -> None:
-    from celery.signals import task_postrun, task_prerun, worker_ready
+    from celery.signals import worker_ready
 
     # Runs after Airflow's own worker_ready receiver (connected earlier), which unfreezes.
     worker_ready.connect(freeze_heap, weak=False)
-    task_prerun.connect(freeze_heap, weak=False)
-    task_postrun.connect(thaw_heap, weak=False)
