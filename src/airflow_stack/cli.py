@@ -39,8 +39,8 @@ def run(name: str, extra: list[str]) -> None:
     if component.name in one_shot_jobs:
         one_shot_jobs[component.name](os.environ)
         return
-    if component.name == "flower":
-        components.flower_environment(os.environ)
+    if component.prepare_env:
+        component.prepare_env(os.environ)
     argv = (*components.argv(component, os.environ), *extra)
     log(f"starting {component.name}: {' '.join(argv)}")
     exec_command(list(argv))

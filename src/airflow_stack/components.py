@@ -6,7 +6,7 @@ the compose file and the ECS task definitions) to the Airflow command it execs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 
 from airflow_stack import settings
@@ -27,6 +27,22 @@ class Component:
     waits_for_db: bool
     waits_for_broker: bool
     serves_logs: bool = False  # runs Airflow's log server unless AIRFLOW_STACK_SERVE_LOGS=false
+    prepare_env: Callable[[MutableMapping[str, str]], None] | None = None  # before exec, e.g. flower_environment
+
+
+def flower_environment(env: MutableMapping[str, str]) -> None:
+    """Hands Airflow's broker URL and Flower basic auth to plain Celery and Flower, through the
+    environment (never the command line, which `ps` shows)."""
+    broker = settings.value(settings.BROKER_URL, env)
+    if not broker:
+        raise StackError(
+            f"Flower runs without Airflow, so it cannot resolve {settings.BROKER_URL.env}_CMD or _SECRET",
+            setting=settings.BROKER_URL.env,
+            fix=f"give Flower {settings.BROKER_URL.env} itself, or {settings.BROKER_URL.env}_FILE",
+        )
+    env["CELERY_BROKER_URL"] = broker
+    if env.get(settings.FLOWER_BASIC_AUTH):
+        env["FLOWER_BASIC_AUTH"] = env[settings.FLOWER_BASIC_AUTH]
 
 
 COMPONENTS: dict[str, Component] = {
@@ -77,6 +93,7 @@ COMPONENTS: dict[str, Component] = {
             (settings.BROKER_URL,),
             waits_for_db=False,
             waits_for_broker=True,
+            prepare_env=flower_environment,
         ),
         Component(
             "init",
@@ -101,21 +118,6 @@ def argv(component: Component, env: Mapping[str, str]) -> tuple[str, ...]:
     if component.serves_logs and not settings.boolean(env, settings.SERVE_LOGS, default=True):
         return (*component.argv, "--skip-serve-logs")
     return component.argv
-
-
-def flower_environment(env: MutableMapping[str, str]) -> None:
-    """Hands Airflow's broker URL and Flower basic auth to plain Celery and Flower, through the
-    environment (never the command line, which `ps` shows)."""
-    broker = settings.value(settings.BROKER_URL, env)
-    if not broker:
-        raise StackError(
-            f"Flower runs without Airflow, so it cannot resolve {settings.BROKER_URL.env}_CMD or _SECRET",
-            setting=settings.BROKER_URL.env,
-            fix=f"give Flower {settings.BROKER_URL.env} itself, or {settings.BROKER_URL.env}_FILE",
-        )
-    env["CELERY_BROKER_URL"] = broker
-    if env.get(settings.FLOWER_BASIC_AUTH):
-        env["FLOWER_BASIC_AUTH"] = env[settings.FLOWER_BASIC_AUTH]
 
 
 def get(name: str) -> Component:
