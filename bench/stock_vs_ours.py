@@ -259,8 +259,8 @@ def measure(profile: str, quick: bool) -> dict:
 
 ROWS = [
     ("up to healthy (s)", lambda r: r["up_to_healthy_s"], "lower"),
-    ("100 tasks, warm (median of 3): trigger to success (s)", lambda r: r["fanout_100"]["trigger_to_success_s"], "lower"),
-    ("100 tasks, warm (median of 3): tasks/s", lambda r: r["fanout_100"]["tasks_per_s"], "higher"),
+    (f"100 tasks, warm (median of {WARM_RUNS}): trigger to success (s)", lambda r: r["fanout_100"]["trigger_to_success_s"], "lower"),
+    (f"100 tasks, warm (median of {WARM_RUNS}): tasks/s", lambda r: r["fanout_100"]["tasks_per_s"], "higher"),
     ("100 tasks: scheduled->queued p50 (s)", lambda r: r["fanout_100"]["scheduled_to_queued_p50_s"], "lower"),
     ("100 tasks: queued->start p50 (s)", lambda r: r["fanout_100"]["queued_to_start_p50_s"], "lower"),
     ("100 tasks: scheduled->queued p95 (s)", lambda r: r["fanout_100"]["scheduled_to_queued_p95_s"], "lower"),
