@@ -50,7 +50,7 @@ def deploy(name: str, stack: str, params: Path, *upstream: dict[str, str], **ove
     """Create stack `name` from templates/<stack>.yaml with the parameters `make` would pass
     (airflow_stack.awsdeploy: the `upstream` outputs, then `params`, then `overrides`); its outputs."""
     template = AWS_DIR / "templates" / f"{stack}.yaml"
-    sources = [("outputs", outputs) for outputs in upstream]
+    sources = [("outputs", upstream_outputs) for upstream_outputs in upstream]
     sources += [(str(params), awsdeploy.read_params_file(params)), ("the command line", overrides)]
     chosen = awsdeploy.stack_parameters(template, sources, strict=[str(params), "the command line"])
     cloudformation = boto3.client("cloudformation", region_name=REGION)
