@@ -40,22 +40,22 @@ help: ## list the targets
 
 .PHONY: init
 init: ## write .env once with generated secrets (never overwrites it)
-	@$(HOST_PY) -m airflow_stack.hostinit --env-file $(ENV_FILE)
+	@$(HOST_PY) -m airflow_stack.host.envfile --env-file $(ENV_FILE)
 
 .PHONY: fernet-key
 fernet-key: ## print a new Fernet key
-	@$(HOST_PY) -m airflow_stack.hostinit fernet-key
+	@$(HOST_PY) -m airflow_stack.host.envfile fernet-key
 
 .PHONY: rotate-fernet-key
 rotate-fernet-key: ## new fernet key: add it in front, re-encrypt, restart, drop the old key
-	@$(HOST_PY) -m airflow_stack.hostinit fernet-add --env-file $(ENV_FILE)
+	@$(HOST_PY) -m airflow_stack.host.envfile fernet-add --env-file $(ENV_FILE)
 	$(COMPOSE) run --rm --no-deps init rotate-fernet-key record
 	$(COMPOSE) up -d
-	@$(HOST_PY) -m airflow_stack.stackwait --timeout $(UP_TIMEOUT) -- $(COMPOSE)
+	@$(HOST_PY) -m airflow_stack.host.stackwait --timeout $(UP_TIMEOUT) -- $(COMPOSE)
 	$(COMPOSE) run --rm --no-deps init rotate-fernet-key reencrypt
-	@$(HOST_PY) -m airflow_stack.hostinit fernet-drop --env-file $(ENV_FILE)
+	@$(HOST_PY) -m airflow_stack.host.envfile fernet-drop --env-file $(ENV_FILE)
 	$(COMPOSE) up -d
-	@$(HOST_PY) -m airflow_stack.stackwait --timeout $(UP_TIMEOUT) -- $(COMPOSE)
+	@$(HOST_PY) -m airflow_stack.host.stackwait --timeout $(UP_TIMEOUT) -- $(COMPOSE)
 	@echo "rotate-fernet-key: done; connections and variables are encrypted with the new key only"
 
 .PHONY: base-images
@@ -81,7 +81,7 @@ push: ## tag and push the image: make push REGISTRY=host/path [VERSION=tag]
 .PHONY: up
 up: init build ## start the stack and wait until every service is healthy
 	$(COMPOSE) up -d --remove-orphans
-	@$(HOST_PY) -m airflow_stack.stackwait --timeout $(UP_TIMEOUT) -- $(COMPOSE)
+	@$(HOST_PY) -m airflow_stack.host.stackwait --timeout $(UP_TIMEOUT) -- $(COMPOSE)
 	@. $(abspath $(ENV_FILE)); echo; \
 	echo "Airflow UI  http://localhost:$${AIRFLOW_UI_PORT:-8080}  user $${AIRFLOW_ADMIN_USERNAME:-admin}, password: AIRFLOW_ADMIN_PASSWORD in .env"; \
 	echo "Flower      http://localhost:$${FLOWER_PORT:-5555}  user $${FLOWER_USERNAME:-flower}, password: FLOWER_PASSWORD in .env"
@@ -102,7 +102,7 @@ logs: ## follow the logs of every service (SERVICE=name for one)
 dag-artifact: ## publish DAGS (default ./dags) to the local artifact server: make dag-artifact DAG_VERSION=1.0.0
 	@test -n "$(DAG_VERSION)" || { echo "error: DAG_VERSION is empty; fix: make dag-artifact DAG_VERSION=1.0.0 [DAGS=./dags]" >&2; exit 1; }
 	@set -a; if [ -f "$(ENV_FILE)" ]; then . "$(abspath $(ENV_FILE))"; fi; \
-	$(HOST_PY) -m airflow_stack.dagpublish "$(or $(DAGS),./dags)" "$(DAG_VERSION)" --to "$${AIRFLOW_STACK_ARTIFACTS_DIR:-./artifacts}"
+	$(HOST_PY) -m airflow_stack.host.dagpublish "$(or $(DAGS),./dags)" "$(DAG_VERSION)" --to "$${AIRFLOW_STACK_ARTIFACTS_DIR:-./artifacts}"
 
 .PHONY: dag-sync-status
 dag-sync-status: ## what dag-sync last did: current release, last check, last error

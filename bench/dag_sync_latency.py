@@ -33,7 +33,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from airflow_stack import dagpublish, hostinit, stackwait  # noqa: E402
+from airflow_stack.host import dagpublish, envfile, stackwait
 from docker_stats import Docker  # noqa: E402
 
 PROJECT = "airflow-stack-bench"
@@ -67,21 +67,21 @@ class Bench:
         return subprocess.run([*self.compose, *args], check=True, capture_output=True, text=True, timeout=600).stdout
 
     def setup(self) -> None:
-        uid = hostinit.container_uid()
-        hostinit.write_env_file(self.env_file, uid)
+        uid = envfile.container_uid()
+        envfile.write_env_file(self.env_file, uid)
         logs = self.workdir / "logs"
-        hostinit.prepare_dir(logs, uid)
+        envfile.prepare_dir(logs, uid)
         self.artifacts.mkdir(mode=0o755)
         for key, value in {"AIRFLOW_UI_PORT": str(UI_PORT), "FLOWER_PORT": "25555", "AIRFLOW_LOGS_DIR": str(logs),
                            "COMPOSE_PROFILES": "dag-sync", "AIRFLOW_STACK_DAG_RELEASES_DIR": "/opt/airflow/dag-releases",
                            "AIRFLOW_STACK_ARTIFACTS_DIR": str(self.artifacts)}.items():  # fmt: skip
-            hostinit.set_env_value(self.env_file, key, value)
-        self.env = hostinit.read_env_file(self.env_file)
+            envfile.set_env_value(self.env_file, key, value)
+        self.env = envfile.read_env_file(self.env_file)
         self.publish()
 
     def up(self, settings: dict[str, str]) -> None:
         for key in ("AIRFLOW_STACK_DAG_SYNC_INTERVAL", "AIRFLOW_STACK_DAG_REFRESH_INTERVAL"):
-            hostinit.set_env_value(self.env_file, key, settings.get(key, ""))
+            envfile.set_env_value(self.env_file, key, settings.get(key, ""))
         self.compose_run("up", "-d", "--remove-orphans")
         if not stackwait.wait(self.compose, 300, set(stackwait.ONE_SHOT_SERVICES)):
             raise SystemExit("the bench stack did not become ready")

@@ -37,7 +37,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from airflow_stack import hostinit, stackwait  # noqa: E402
+from airflow_stack.host import envfile, stackwait
 from docker_stats import Docker  # noqa: E402
 
 UI_PORT = 28080
@@ -68,17 +68,17 @@ class Stack:
         files = [ROOT / "docker-compose.yml", *PROFILES[profile]]
         self.compose = ["docker", "compose", "--project-directory", str(ROOT), *(a for f in files for a in ("-f", str(f))),
                         "--env-file", str(self.env_file), "-p", f"airflow-bench-{profile}"]  # fmt: skip
-        uid = hostinit.container_uid()
-        hostinit.write_env_file(self.env_file, uid)
+        uid = envfile.container_uid()
+        envfile.write_env_file(self.env_file, uid)
         dags, logs = workdir / "dags", workdir / "logs"
         dags.mkdir(mode=0o755)
         for dag_id, tasks in DAGS.items():
             (dags / f"{dag_id}.py").write_text(fanout_dag(dag_id, tasks))
-        hostinit.prepare_dir(logs, uid)
+        envfile.prepare_dir(logs, uid)
         for key, value in {"AIRFLOW_UI_PORT": str(UI_PORT), "FLOWER_PORT": "25555", "AIRFLOW_LOGS_DIR": str(logs),
                            "AIRFLOW_DAGS_DIR": str(dags)}.items():  # fmt: skip
-            hostinit.set_env_value(self.env_file, key, value)
-        self.env = hostinit.read_env_file(self.env_file)
+            envfile.set_env_value(self.env_file, key, value)
+        self.env = envfile.read_env_file(self.env_file)
         self.docker = Docker()
 
     def run(self, *args: str) -> str:

@@ -17,10 +17,12 @@ from __future__ import annotations
 import os
 import sys
 
-from airflow_stack import (
-    bootstrap, components, healthcheck, initdb, loggroom, preflight, releases, rotation, s3logs, settings,
-)  # fmt: skip
-from airflow_stack.errors import StackError, log
+from airflow_stack.checks import healthcheck, preflight
+from airflow_stack.core import components, settings
+from airflow_stack.dags import releases
+from airflow_stack.jobs import bootstrap, db_migrate, rotation
+from airflow_stack.ops import loggroom, s3logs
+from airflow_stack.core.errors import StackError, log
 
 USAGE = __doc__.split("\n\n", 1)[1]
 
@@ -35,7 +37,7 @@ def exec_command(argv: list[str]) -> None:
 def run(name: str, extra: list[str]) -> None:
     component = components.get(name)
     preflight.run(component)
-    one_shot_jobs = {"init": initdb.run, "bootstrap": bootstrap.run}
+    one_shot_jobs = {"init": db_migrate.run, "bootstrap": bootstrap.run}
     if component.name in one_shot_jobs:
         one_shot_jobs[component.name](os.environ)
         return
@@ -68,11 +70,11 @@ def main(argv: list[str] | None = None) -> int:
             loggroom.main(args[1:], os.environ)
             return 0
         if args[0] == "dag-sync":
-            from airflow_stack import dagsync  # pydantic: imported only for this command
+            from airflow_stack.dags import dagsync
 
             return dagsync.main(args[1:], os.environ)
         if args[0] == "monitor":
-            from airflow_stack import monitor
+            from airflow_stack.ops import monitor
 
             return monitor.main(args[1:])
         if args[0] == "healthcheck":

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airflow_stack import hostinit, stackwait
+from airflow_stack.host import envfile, stackwait
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -46,8 +46,8 @@ class Stack:
         self.flower = f"http://127.0.0.1:{FLOWER_PORT}"
 
     def write_env(self) -> None:
-        uid = hostinit.container_uid()
-        hostinit.write_env_file(self.env_file, uid)
+        uid = envfile.container_uid()
+        envfile.write_env_file(self.env_file, uid)
         # The shipped example DAGs plus the suite's own (tests/e2e/dags).
         dags = self.workdir / "dags"
         dags.mkdir(mode=0o755)
@@ -59,11 +59,11 @@ class Stack:
                 f"AIRFLOW_UI_PORT={UI_PORT}\nFLOWER_PORT={FLOWER_PORT}\n"
                 f"AIRFLOW_LOGS_DIR={self.logs_dir}\nAIRFLOW_DAGS_DIR={dags}\n"
             )
-        hostinit.prepare_dir(self.logs_dir, uid)
+        envfile.prepare_dir(self.logs_dir, uid)
         self.reload_env()
 
     def reload_env(self) -> None:
-        self.env = hostinit.read_env_file(self.env_file)
+        self.env = envfile.read_env_file(self.env_file)
 
     def run(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
         result = subprocess.run([*self.compose, *args], capture_output=True, text=True, timeout=timeout)

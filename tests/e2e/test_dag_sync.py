@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airflow_stack import dagpublish, hostinit
+from airflow_stack.host import dagpublish, envfile
 
 from .conftest import Stack, poll
 
@@ -88,7 +88,7 @@ def releases(stack: Stack) -> Releases:
         "AIRFLOW_STACK_ARTIFACTS_DIR": str(artifacts),
         "AIRFLOW_STACK_DAG_SYNC_INTERVAL": "2",
     }.items():
-        hostinit.set_env_value(stack.env_file, key, value)
+        envfile.set_env_value(stack.env_file, key, value)
     stack.reload_env()
     stack.up()
     return found

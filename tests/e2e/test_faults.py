@@ -18,7 +18,7 @@ from datetime import datetime
 import httpx
 import pytest
 
-from airflow_stack import stackwait
+from airflow_stack.host import stackwait
 
 from .conftest import ARTIFACTS, Stack, docker, hostname_of, poll
 

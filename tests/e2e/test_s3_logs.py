@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_stack.stackwait import read_states
+from airflow_stack.host.stackwait import read_states
 
 from .conftest import DAG_ID, Stack, poll, trigger_and_wait
 

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from airflow_stack import hostinit
-from airflow_stack.stackwait import ONE_SHOT_SERVICES, read_states
+from airflow_stack.host import envfile
+from airflow_stack.host.stackwait import ONE_SHOT_SERVICES, read_states
 
 from .conftest import ROOT, Stack, trigger_and_wait
 
@@ -44,7 +44,7 @@ def start_one_off(stack: Stack, service: str, *env: str) -> tuple[subprocess.Com
     ],
 )
 def test_component_with_a_different_secret_refuses_naming_it(stack: Stack, service: str, variable: str):
-    other = hostinit.fernet_key() if variable.endswith("FERNET_KEY") else secrets.token_urlsafe(48)
+    other = envfile.fernet_key() if variable.endswith("FERNET_KEY") else secrets.token_urlsafe(48)
     result, elapsed = start_one_off(stack, service, f"{variable}={other}")
     output = result.stdout + result.stderr
     assert result.returncode != 0, output

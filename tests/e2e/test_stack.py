@@ -13,7 +13,7 @@ import shutil
 import httpx
 import pytest
 
-from airflow_stack.stackwait import ONE_SHOT_SERVICES, read_states
+from airflow_stack.host.stackwait import ONE_SHOT_SERVICES, read_states
 
 from .conftest import ARTIFACTS, DAG_ID, Stack, poll, trigger, trigger_and_wait, wait_for_run
 

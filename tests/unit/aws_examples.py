@@ -8,7 +8,7 @@ from pathlib import Path
 
 import boto3
 
-from airflow_stack import awsdeploy
+from airflow_stack.host import awsdeploy
 
 AWS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "aws"
 REGION = "eu-west-1"
@@ -48,7 +48,7 @@ def outputs(stack: str) -> dict[str, str]:
 
 def deploy(name: str, stack: str, params: Path, *upstream: dict[str, str], **overrides: str) -> dict[str, str]:
     """Create stack `name` from templates/<stack>.yaml with the parameters `make` would pass
-    (airflow_stack.awsdeploy: the `upstream` outputs, then `params`, then `overrides`); its outputs."""
+    (airflow_stack.host.awsdeploy: the `upstream` outputs, then `params`, then `overrides`); its outputs."""
     template = AWS_DIR / "templates" / f"{stack}.yaml"
     sources = [("outputs", upstream_outputs) for upstream_outputs in upstream]
     sources += [(str(params), awsdeploy.read_params_file(params)), ("the command line", overrides)]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_stack.archive import Limits, UnsafeArchive, archive_format, extract
+from airflow_stack.dags.archive import Limits, UnsafeArchive, archive_format, extract
 
 LIMITS = Limits(max_files=100, max_bytes=1_000_000)
 

@@ -1,5 +1,5 @@
 """The three stacks deploy in moto's CloudFormation, wired as `make -C deploy/aws` wires them
-(airflow_stack.awsdeploy: the example parameter files, then the outputs of the stacks before),
+(airflow_stack.host.awsdeploy: the example parameter files, then the outputs of the stacks before),
 and make the resources and outputs the deployment relies on. moto runs in-process; the types
 its CloudFormation lacks come from tests/unit/moto_cfn.py, created through moto's own APIs."""
 
@@ -12,7 +12,7 @@ import pytest
 from cfnlint.decode import decode
 from moto import mock_aws
 
-from airflow_stack import awsdeploy
+from airflow_stack.host import awsdeploy
 from tests.unit import moto_cfn  # noqa: F401 - registers the extra CloudFormation types
 from tests.unit.aws_examples import AWS_DIR, REGION, deploy, network, params_file
 

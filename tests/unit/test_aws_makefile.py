@@ -15,7 +15,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from airflow_stack import awsdeploy
+from airflow_stack.host import awsdeploy
 from tests.unit import moto_cfn  # noqa: F401 - registers the extra CloudFormation types
 from tests.unit.aws_examples import AWS_DIR, REGION, deploy, network, outputs, params_file
 

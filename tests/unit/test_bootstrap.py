@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_stack import bootstrap
-from airflow_stack.errors import StackError
+from airflow_stack.jobs import bootstrap
+from airflow_stack.core.errors import StackError
 
 ROOT = Path(__file__).resolve().parents[2]
 

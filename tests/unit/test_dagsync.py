@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 from werkzeug import Request, Response
 
-from airflow_stack import dagpublish, dagsync
-from airflow_stack.errors import StackError
+from airflow_stack.dags import dagsync
+from airflow_stack.host import dagpublish
+from airflow_stack.core.errors import StackError
 
 from .test_archive import entry, make_tar
 

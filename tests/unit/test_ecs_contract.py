@@ -12,7 +12,7 @@ import pytest
 import yaml
 from cfnlint.decode import decode
 
-from airflow_stack import settings
+from airflow_stack.core import settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
@@ -58,7 +58,7 @@ COMPOSE_ONLY = {
         )
     },  # fmt: skip
 }
-# The variables that complete a URL setting with its password (airflow_stack.settings).
+# The variables that complete a URL setting with its password (airflow_stack.core.settings).
 PASSWORD_FOR = {
     settings.DB_PASSWORD: [settings.SQL_ALCHEMY_CONN.env],
     settings.REDIS_PASSWORD: [settings.BROKER_URL.env, settings.RESULT_BACKEND.env],

@@ -2,8 +2,10 @@
 
 import pytest
 
-from airflow_stack import fingerprints, hostinit, settings
-from airflow_stack.errors import StackError
+from airflow_stack.checks import fingerprints
+from airflow_stack.core import settings
+from airflow_stack.host import envfile
+from airflow_stack.core.errors import StackError
 
 
 def test_equal_secrets_equal_fingerprints_and_different_secrets_differ():
@@ -14,14 +16,14 @@ def test_equal_secrets_equal_fingerprints_and_different_secrets_differ():
 
 
 def test_fingerprint_reveals_no_part_of_the_secret():
-    secret = hostinit.fernet_key()
+    secret = envfile.fernet_key()
     printed = fingerprints.fingerprint(secret)
     assert secret not in printed and printed not in secret
     assert not any(secret[i : i + 6] in printed for i in range(len(secret) - 6))
 
 
 def test_the_first_fernet_key_of_a_rotation_list_counts():
-    new, old = hostinit.fernet_key(), hostinit.fernet_key()
+    new, old = envfile.fernet_key(), envfile.fernet_key()
     env = {settings.FERNET_KEY.env: f"{new}, {old}"}
     assert fingerprints.of_environment(env) == {"fernet_key": fingerprints.fingerprint(new)}
 
@@ -45,5 +47,5 @@ def test_compare_names_the_differing_secret_and_shows_only_fingerprints():
 
 
 def test_compare_passes_when_equal_or_absent_on_one_side():
-    mine = fingerprints.of_values({"jwt_secret": "x" * 40, "fernet_key": hostinit.fernet_key()})
+    mine = fingerprints.of_values({"jwt_secret": "x" * 40, "fernet_key": envfile.fernet_key()})
     fingerprints.compare(mine, {"jwt_secret": mine["jwt_secret"]}, "ref", fix="")

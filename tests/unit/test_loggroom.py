@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from airflow_stack import loggroom
-from airflow_stack.errors import StackError
+from airflow_stack.ops import loggroom
+from airflow_stack.core.errors import StackError
 
 
 def test_old_files_and_emptied_folders_are_deleted_recent_ones_kept(tmp_path):

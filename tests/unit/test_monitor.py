@@ -7,8 +7,8 @@ import urllib.request
 
 import pytest
 
-from airflow_stack import monitor
-from airflow_stack.errors import StackError
+from airflow_stack.ops import monitor
+from airflow_stack.core.errors import StackError
 
 
 def test_desired_workers_cover_queued_and_running_tasks():

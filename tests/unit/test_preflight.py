@@ -4,13 +4,15 @@ import time
 
 import pytest
 
-from airflow_stack import components, hostinit, preflight, settings, waiting
-from airflow_stack.errors import StackError
+from airflow_stack.checks import preflight, waiting
+from airflow_stack.core import components, settings
+from airflow_stack.host import envfile
+from airflow_stack.core.errors import StackError
 
 
 def full_env() -> dict[str, str]:
     return {
-        settings.FERNET_KEY.env: hostinit.fernet_key(),
+        settings.FERNET_KEY.env: envfile.fernet_key(),
         settings.JWT_SECRET.env: "j" * 64,
         settings.API_SECRET_KEY.env: "s" * 64,
         settings.SQL_ALCHEMY_CONN.env: "postgresql+psycopg2://u:Zq8-pass@db/airflow",
@@ -37,7 +39,7 @@ def test_missing_secret_is_refused_by_name(name, setting):
     assert "make init" in refusal.value.fix
 
 
-@pytest.mark.parametrize("bad", ["not-a-key", "c2hvcnQ=", hostinit.fernet_key() + ",garbage"])
+@pytest.mark.parametrize("bad", ["not-a-key", "c2hvcnQ=", envfile.fernet_key() + ",garbage"])
 def test_invalid_fernet_key_is_refused(bad):
     env = full_env() | {settings.FERNET_KEY.env: bad}
     with pytest.raises(StackError) as refusal:
@@ -47,7 +49,7 @@ def test_invalid_fernet_key_is_refused(bad):
 
 
 def test_rotation_list_of_valid_keys_passes():
-    env = full_env() | {settings.FERNET_KEY.env: f"{hostinit.fernet_key()},{hostinit.fernet_key()}"}
+    env = full_env() | {settings.FERNET_KEY.env: f"{envfile.fernet_key()},{envfile.fernet_key()}"}
     preflight.check_required(components.get("scheduler"), env)
 
 

@@ -7,7 +7,7 @@ import json
 
 from werkzeug import Request, Response
 
-from airflow_stack.scaleprotect import AgentClient, ProtectionError, Protector, start
+from airflow_stack.worker.scaleprotect import AgentClient, ProtectionError, Protector, start
 
 PATH = "/task-protection/v1/state"
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from airflow_stack import settings
-from airflow_stack.errors import StackError
+from airflow_stack.core import settings
+from airflow_stack.core.errors import StackError
 
 
 def test_file_twin_becomes_the_plain_variable(tmp_path):
@@ -104,7 +104,7 @@ def test_the_flower_password_becomes_its_basic_auth_and_may_not_double_it():
 
 @pytest.mark.parametrize(("raw", "expected"), [("", True), ("true", True), ("YES", True), ("false", False), ("0", False)])
 def test_log_servers_run_unless_switched_off(raw, expected):
-    from airflow_stack import components
+    from airflow_stack.core import components
 
     argv = components.argv(components.get("worker"), {settings.SERVE_LOGS: raw})
     assert ("--skip-serve-logs" not in argv) is expected
@@ -112,20 +112,20 @@ def test_log_servers_run_unless_switched_off(raw, expected):
 
 
 def test_a_component_without_a_log_server_is_never_given_the_flag():
-    from airflow_stack import components
+    from airflow_stack.core import components
 
     assert components.argv(components.get("scheduler"), {settings.SERVE_LOGS: "false"}) == ("airflow", "scheduler")
 
 
 def test_a_serve_logs_value_that_is_not_a_boolean_is_refused_by_name():
-    from airflow_stack import components
+    from airflow_stack.core import components
 
     with pytest.raises(StackError, match="AIRFLOW_STACK_SERVE_LOGS='off' is neither true nor false"):
         components.argv(components.get("triggerer"), {settings.SERVE_LOGS: "off"})
 
 
 def test_flower_gets_the_broker_and_basic_auth_through_the_environment_only():
-    from airflow_stack import components
+    from airflow_stack.core import components
 
     env = {settings.BROKER_URL.env: "redis://:pw@redis:6379/0", settings.FLOWER_BASIC_AUTH: "flower:pw"}
     components.flower_environment(env)
@@ -135,7 +135,7 @@ def test_flower_gets_the_broker_and_basic_auth_through_the_environment_only():
 
 
 def test_flower_refuses_a_broker_url_it_cannot_resolve():
-    from airflow_stack import components
+    from airflow_stack.core import components
 
     with pytest.raises(StackError, match="AIRFLOW__CELERY__BROKER_URL_CMD"):
         components.flower_environment({f"{settings.BROKER_URL.env}_CMD": "cat /secret"})

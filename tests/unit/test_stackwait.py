@@ -2,7 +2,7 @@
 
 import pytest
 
-from airflow_stack.stackwait import ServiceState
+from airflow_stack.host.stackwait import ServiceState
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-from airflow_stack import taskwarmup
+from airflow_stack.worker import taskwarmup
 
 
 def test_modules_are_imported_and_a_missing_one_is_reported_not_raised(caplog):

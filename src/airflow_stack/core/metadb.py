@@ -1,0 +1,74 @@
+"""Direct access to the metadata database without importing Airflow: a connection from
+`[database] sql_alchemy_conn`, the job heartbeat query of the health probes and the monitor,
+task counts for the monitor, and the table in which `init` records the shared secrets'
+fingerprints."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from airflow_stack.core import settings
+
+FINGERPRINT_TABLE = "airflow_stack_secret_fingerprint"
+
+
+def libpq_url(sqlalchemy_url: str) -> str:
+    """`postgresql+psycopg2://...` -> `postgresql://...` (what libpq understands)."""
+    scheme, sep, rest = sqlalchemy_url.partition("://")
+    return f"{scheme.split('+', 1)[0]}{sep}{rest}"
+
+
+def connect(env: Mapping[str, str], timeout: int = 5):
+    import psycopg2
+
+    url = settings.value(settings.SQL_ALCHEMY_CONN, env) or ""
+    return psycopg2.connect(libpq_url(url), connect_timeout=timeout)
+
+
+def heartbeat_age(conn, job_type: str, hostnames: list[str] | None) -> float | None:
+    """Seconds since the newest running job of `job_type` (on one of `hostnames`, when given)
+    heartbeated."""
+    where = " AND hostname = ANY(%s)" if hostnames is not None else ""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXTRACT(EPOCH FROM now() - latest_heartbeat) FROM job"
+            f" WHERE job_type = %s AND state = 'running'{where}"
+            " ORDER BY latest_heartbeat DESC LIMIT 1",
+            (job_type, hostnames) if hostnames is not None else (job_type,),
+        )
+        row = cursor.fetchone()
+    return None if row is None else float(row[0])
+
+
+def task_counts(conn, states: tuple[str, ...]) -> dict[tuple[str, str], int]:
+    """{(state, queue): task instances} for the given states."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT state, queue, count(*) FROM task_instance WHERE state = ANY(%s) GROUP BY state, queue",
+            (list(states),),
+        )
+        return {(state, queue or "default"): count for state, queue, count in cursor.fetchall()}
+
+
+def read_fingerprints(conn) -> dict[str, str]:
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s)", (FINGERPRINT_TABLE,))
+        if cursor.fetchone()[0] is None:
+            return {}
+        cursor.execute(f"SELECT name, fingerprint FROM {FINGERPRINT_TABLE}")
+        return dict(cursor.fetchall())
+
+
+def write_fingerprints(conn, fingerprints: Mapping[str, str]) -> None:
+    with conn, conn.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {FINGERPRINT_TABLE} ("
+            " name VARCHAR(64) PRIMARY KEY, fingerprint VARCHAR(64) NOT NULL,"
+            " recorded_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now())"
+        )
+        for name, fingerprint in fingerprints.items():
+            cursor.execute(
+                f"INSERT INTO {FINGERPRINT_TABLE} (name, fingerprint) VALUES (%s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, recorded_at = now()",
+                (name, fingerprint),
+            )

@@ -1,0 +1,287 @@
+"""`airflow-stack dag-sync`: pull versioned DAG artifacts and switch them in atomically.
+
+    airflow-stack dag-sync             poll the source every AIRFLOW_STACK_DAG_SYNC_INTERVAL s
+    airflow-stack dag-sync --once      one poll; exit 1 if it failed
+    airflow-stack dag-sync status      print the status record (JSON)
+    airflow-stack dag-sync rollback [VERSION]
+                                       activate VERSION (default: the one before) and pin it
+    airflow-stack dag-sync resume      unpin: follow the source again from the next poll
+
+One poll: a conditional request to the source (dagsource); when it offers a version that is
+not current, download it (size-capped), verify its SHA-256 when offered, extract it safely
+(archive), import its DAGs in a child process (dagvalidate), move it into the release store
+and point `current` at it (releases). Any failure leaves the live release untouched, is logged
+and recorded in status.json, and the next poll tries again. One log line per decision.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from airflow_stack.dags import archive, dagsource, dagvalidate
+from airflow_stack.core.errors import StackError, log
+from airflow_stack.dags.releases import (
+    DEFAULT_RELEASES_DIR, DEFAULT_SYNC_INTERVAL, RELEASES_DIR_SETTING, Status, Store, now_iso, store_of,
+)  # fmt: skip
+
+USAGE = __doc__.split("\n\n")[1]
+MB = 1024 * 1024
+
+
+class ChecksumMismatch(Exception):
+    pass
+
+
+class DagSyncSettings(BaseModel):
+    """Every setting of dag-sync. Field `x` is read from AIRFLOW_STACK_DAG_X, except those in
+    ENV_NAMES; an empty variable counts as unset (README "DAG deployment")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(description="http(s)://... or s3://bucket/key: an artifact or a version pointer")
+    releases_dir: Path = Field(Path(DEFAULT_RELEASES_DIR), description="the release store (EFS on AWS)")
+    # 5 s: a conditional request answered 304 costs next to nothing, and the mean wait for a
+    # poll is half the interval (30 s would make "visible in 10 s" impossible).
+    sync_interval: float = Field(DEFAULT_SYNC_INTERVAL, gt=0, description="seconds between polls")
+    keep_releases: int = Field(10, ge=2, description="releases kept on disk, the current one included")
+    validate_dags: bool = True
+    validate_timeout: float = Field(300.0, gt=0)
+    require_checksum: bool = False
+    max_archive_mb: float = Field(200.0, gt=0)
+    max_extracted_mb: float = Field(1000.0, gt=0)
+    max_files: int = Field(20000, gt=0)
+    source_timeout: float = Field(30.0, gt=0)
+    source_token: SecretStr | None = None
+    source_token_file: Path | None = None
+    source_username: str | None = None
+    source_password: SecretStr | None = None
+    source_password_file: Path | None = None
+    source_ca_bundle: str | None = None
+    s3_endpoint_url: str | None = None
+
+
+ENV_NAMES = {"validate_dags": "AIRFLOW_STACK_DAG_VALIDATE", "s3_endpoint_url": "AIRFLOW_STACK_S3_ENDPOINT_URL"}
+
+
+def load_settings(env: Mapping[str, str]) -> DagSyncSettings:
+    """The settings from `env`; a StackError naming each bad variable."""
+    try:
+        return DagSyncSettings(**{f: env[_env_name(f)] for f in DagSyncSettings.model_fields if env.get(_env_name(f))})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            name = _env_name(field)
+            shown = "" if "token" in field or "password" in field else f"={env.get(name, '')!r}"
+            problems.append(f"{name}{shown}: {error['msg']}")
+        raise StackError(
+            "dag-sync settings are invalid: " + "; ".join(problems),
+            setting=", ".join(_env_name(str(e["loc"][0])) for e in exc.errors() if e["loc"]),
+            fix="correct them (README 'DAG deployment' lists every setting and its default)",
+        ) from None
+
+
+def _env_name(field: str) -> str:
+    return ENV_NAMES.get(field, f"AIRFLOW_STACK_DAG_{field.upper()}")
+
+
+def _secret(value: SecretStr | None, file: Path | None, name: str) -> str | None:
+    if value is not None and file is not None:
+        raise StackError(f"both {name} and {name}_FILE are set", setting=name, fix="keep only one of them")
+    if file is None:
+        return value.get_secret_value() if value else None
+    try:
+        return file.read_text().strip()
+    except OSError as exc:
+        raise StackError(f"{name}_FILE={file} cannot be read ({exc.strerror})", setting=f"{name}_FILE",
+                         fix="mount the file readable by this container's user") from None  # fmt: skip
+
+
+def make_source(cfg: DagSyncSettings) -> dagsource.Source:
+    location = cfg.source
+    max_bytes = int(cfg.max_archive_mb * MB)
+    if location.startswith("s3://"):
+        if not location[5:].partition("/")[2]:
+            raise StackError(f"AIRFLOW_STACK_DAG_SOURCE={location!r} names a bucket but no key",
+                             setting="AIRFLOW_STACK_DAG_SOURCE", fix="write it as s3://BUCKET/path/LATEST or .../dags.tar.gz")  # fmt: skip
+        return dagsource.S3Source(location, endpoint_url=cfg.s3_endpoint_url, timeout=cfg.source_timeout,
+                                  max_bytes=max_bytes)  # fmt: skip
+    if location.startswith(("http://", "https://")):
+        return dagsource.HttpSource(
+            location,
+            token=_secret(cfg.source_token, cfg.source_token_file, "AIRFLOW_STACK_DAG_SOURCE_TOKEN"),
+            username=cfg.source_username,
+            password=_secret(cfg.source_password, cfg.source_password_file, "AIRFLOW_STACK_DAG_SOURCE_PASSWORD"),
+            timeout=cfg.source_timeout,
+            max_bytes=max_bytes,
+            ca_bundle=cfg.source_ca_bundle,
+        )
+    raise StackError(
+        f"AIRFLOW_STACK_DAG_SOURCE={location!r} is neither an http(s):// nor an s3:// URL",
+        setting="AIRFLOW_STACK_DAG_SOURCE",
+        fix="point it at an artifact (…/dags.tar.gz) or a version pointer (…/LATEST) over HTTP(S) or S3",
+    )
+
+
+class DagSync:
+    """One release store fed by one source."""
+
+    def __init__(self, cfg: DagSyncSettings, source: dagsource.Source,
+                 validator: Callable[[Path], list[str]] | None):  # fmt: skip
+        self.cfg = cfg
+        self.store = Store(cfg.releases_dir)
+        self.source = source
+        self.validator = validator
+        self.limits = archive.Limits(max_files=cfg.max_files, max_bytes=int(cfg.max_extracted_mb * MB))
+
+    def poll(self) -> tuple[bool, str]:
+        """One poll under the store's lock: (succeeded, the decision in one line)."""
+        with self.store.lock():
+            status = self.store.read_status()
+            status.source = self.source.location
+            status.last_check = now_iso()
+            try:
+                decision = self._poll(status)
+                status.last_success = status.last_check
+                ok = True
+            # OSError: the shared volume is full or not writable; recorded like the rest, and
+            # the next poll tries again.
+            except (dagsource.SourceError, archive.UnsafeArchive, ChecksumMismatch,
+                    dagvalidate.ValidationFailed, OSError) as exc:  # fmt: skip
+                status.last_error, status.last_error_at = f"{type(exc).__name__}: {exc}", status.last_check
+                decision = f"kept {self.store.current_version() or '(no release yet)'}; rejected: {status.last_error}"
+                ok = False
+            self.store.write_status(status)
+        log(f"dag-sync: {decision}")
+        return ok, decision
+
+    def _poll(self, status: Status) -> str:
+        current = self.store.current_version()
+        with self.store.staged("poll") as scratch:
+            offer = self.source.check(status.source_state, scratch)
+            if offer is None:
+                return f"unchanged: {self.source.location} not modified; current {current}"
+            if status.pinned:
+                return (f"pinned at {current} by rollback; the source offers {offer.version}; "
+                        "`airflow-stack dag-sync resume` follows it again")  # fmt: skip
+            if offer.version == current:
+                status.source_state = offer.state
+                return f"unchanged: the source offers {current}, already current"
+            if self.store.has(offer.version):
+                switch(self.store, status, offer.version)
+                status.source_state = offer.state
+                return f"activated {offer.version} (already on disk, not downloaded again)"
+            self.source.download(offer, scratch)  # artifact mode: check() downloaded it already
+            verified = self._verify(offer)
+            release = scratch / "release"
+            files = archive.extract(offer.archive, offer.fmt, release, self.limits)
+            dags = self.validator(release) if self.validator else None
+            self.store.add(release, offer.version)
+            switch(self.store, status, offer.version)
+            status.source_state = offer.state
+            pruned = self.store.prune(self.cfg.keep_releases, status.history)
+        checked = f"{len(dags)} DAG(s) imported" if dags is not None else "validation off"
+        return (f"activated {offer.version} (was {current or 'no release'}): {files} file(s), {checked}, "
+                f"checksum {verified}" + (f"; pruned {', '.join(pruned)}" if pruned else ""))  # fmt: skip
+
+    def _verify(self, offer: dagsource.Offer) -> str:
+        expected = offer.sha256 or self.source.sidecar_sha256(offer)
+        if expected is None:
+            if self.cfg.require_checksum:
+                raise ChecksumMismatch(
+                    f"{offer.artifact} comes with no SHA-256 (pointer line, X-Checksum-Sha256, S3 metadata "
+                    "`sha256` or a .sha256 sidecar) and AIRFLOW_STACK_DAG_REQUIRE_CHECKSUM is true"
+                )
+            return "not offered by the source"
+        if offer.digest != expected.lower():
+            raise ChecksumMismatch(f"{offer.artifact} has SHA-256 {offer.digest}, but the source says {expected}")
+        return "verified"
+
+    def serve(self) -> None:
+        log(f"dag-sync: polling {self.source.location} every {self.cfg.sync_interval:g} s into {self.store.root} "
+            f"(validation {'on' if self.validator else 'off'}, keeping {self.cfg.keep_releases} releases)")  # fmt: skip
+        while True:
+            started = time.monotonic()
+            self.poll()
+            time.sleep(max(0.0, self.cfg.sync_interval - (time.monotonic() - started)))
+
+
+def switch(store: Store, status: Status, version: str) -> None:
+    store.activate(version)
+    status.history = [*status.history, version][-100:]
+    status.last_activation = now_iso()
+
+
+def rollback(store: Store, version: str | None) -> str:
+    """Activate `version` (default: the release active before the current one) and pin it."""
+    with store.lock():
+        status = store.read_status()
+        current = store.current_version()
+        if version is None:
+            earlier = [v for v in reversed(status.history) if v != current and store.has(v)]
+            if not earlier:
+                raise StackError("there is no earlier release to roll back to", setting=RELEASES_DIR_SETTING,
+                                 fix=f"name one: {', '.join(store.versions()) or '(none on disk)'}")  # fmt: skip
+            version = earlier[0]
+        switch(store, status, version)
+        status.pinned = True
+        store.write_status(status)
+    return f"rolled back from {current} to {version}; pinned until `airflow-stack dag-sync resume`"
+
+
+def resume(store: Store) -> str:
+    """Unpin, and forget the source's conditional state so the next poll asks afresh."""
+    with store.lock():
+        status = store.read_status()
+        status.pinned = False
+        status.source_state = {}
+        store.write_status(status)
+    return "unpinned: the next poll activates whatever the source offers"
+
+
+def build(env: Mapping[str, str], *, validate: bool = True) -> DagSync:
+    cfg = load_settings(env)
+    validator = None
+    if cfg.validate_dags and validate:
+        dagvalidate.preload()
+        validator = lambda folder: dagvalidate.validate(folder, cfg.validate_timeout)  # noqa: E731
+    return DagSync(cfg, make_source(cfg), validator)
+
+
+def status_of(store: Store) -> dict:
+    record = store.read_status().__dict__ | {"current_version": store.current_version(), "releases": store.versions()}
+    record.pop("source_state", None)
+    return record
+
+
+def main(args: list[str], env: Mapping[str, str]) -> int:
+    # SIGTERM ends the service between or during polls; staging is cleaned by `finally`
+    # blocks and again at the next start, and the switch itself is one rename.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    command = args[0] if args and not args[0].startswith("-") else "serve"
+    if command == "status":
+        print(json.dumps(status_of(store_of(env)), indent=2, sort_keys=True))
+        return 0
+    if command not in ("serve", "rollback", "resume"):
+        raise StackError(f"unknown dag-sync command {command!r}", fix=USAGE)
+    if command == "rollback":
+        log(f"dag-sync: {rollback(store_of(env), args[1] if len(args) > 1 else None)}")
+        return 0
+    if command == "resume":
+        log(f"dag-sync: {resume(store_of(env))}")
+        return 0
+    sync = build(env)
+    with sync.store.lock():
+        sync.store.prepare()
+    if "--once" in args:
+        ok, _ = sync.poll()
+        return 0 if ok else 1
+    sync.serve()
+    return 0

@@ -1,0 +1,303 @@
+"""`airflow-stack bootstrap`: apply a declarative file of connections, variables and pools.
+
+The file (AIRFLOW_STACK_BOOTSTRAP_FILE, default /opt/airflow/config/connections.yaml) is read
+and validated entirely before anything is written: unknown fields, wrong types, missing
+environment variables and unreadable secret files are reported together, each with its line
+and field, and the database is left unchanged. Then everything is applied in one transaction
+with Airflow's own models: missing objects are created, changed ones updated, equal ones and
+objects the file does not name left alone. Secret values are never printed.
+
+String values may reference the environment and mounted files:
+    ${NAME}            the variable NAME; an error when it is not set
+    ${NAME:-default}   NAME, or `default` when NAME is unset or empty
+    ${file:/path}      the content of a file (Docker/Compose/ECS secrets), stripped
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from airflow_stack.core.errors import StackError, log
+
+DEFAULT_FILE = "/opt/airflow/config/connections.yaml"
+FILE_SETTING = "AIRFLOW_STACK_BOOTSTRAP_FILE"
+_PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq"))
+_REFERENCE = re.compile(r"\$\{(file:(?P<path>[^}]+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?)\}")
+
+
+# --- the file's schema ------------------------------------------------------------------
+
+def _models():
+    """The pydantic models, built on first use (pydantic is Airflow's dependency)."""
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class ConnectionSpec(BaseModel):
+        model_config = ConfigDict(extra="forbid", populate_by_name=True)
+        conn_type: str
+        description: str | None = None
+        host: str | None = None
+        login: str | None = None
+        password: str | None = None
+        schema_: str | None = Field(default=None, alias="schema")
+        port: int | None = None
+        extra: dict[str, Any] = Field(default_factory=dict)
+
+    class PoolSpec(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        slots: int = Field(ge=-1)
+        description: str | None = None
+        include_deferred: bool = False
+
+    class BootstrapSpec(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        connections: dict[str, ConnectionSpec] = Field(default_factory=dict)
+        variables: dict[str, str | int | float | bool | list | dict] = Field(default_factory=dict)
+        pools: dict[str, PoolSpec] = Field(default_factory=dict)
+
+    return BootstrapSpec
+
+
+# --- reading: YAML with line numbers, references, validation ----------------------------
+
+@dataclass
+class Problems:
+    path: Path
+    items: list[str] = field(default_factory=list)
+
+    def add(self, line: int | None, where: str, message: str) -> None:
+        location = f"{self.path}:{line}" if line else str(self.path)
+        self.items.append(f"{location}: {where}: {message}" if where else f"{location}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise StackError(
+                f"{self.path} is not valid ({len(self.items)} problem(s)); nothing was applied:\n  "
+                + "\n  ".join(self.items),
+                setting=FILE_SETTING,
+                fix="correct the file (README 'Connections, variables and pools' shows the format) and run again",
+            )
+
+
+def _to_python(node, problems: Problems, env: Mapping[str, str], where: str = ""):
+    """A YAML node as plain Python, resolving ${...} references in string scalars."""
+    import yaml
+
+    if node.tag not in _PLAIN_TAGS:
+        problems.add(node.start_mark.line + 1, where, f"unsupported YAML tag {node.tag}")
+        return None
+    if isinstance(node, yaml.MappingNode):
+        result = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in result:
+                problems.add(key_node.start_mark.line + 1, f"{where}.{key}".lstrip("."), "duplicate key")
+            result[key] = _to_python(value_node, problems, env, f"{where}.{key}".lstrip("."))
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(item, problems, env, f"{where}[{i}]") for i, item in enumerate(node.value)]
+    value = node.value if node.tag == "tag:yaml.org,2002:str" else _scalar(node, problems, where)
+    if isinstance(value, str) and "${" in value:
+        return _resolve(value, node.start_mark.line + 1, where, problems, env)
+    return value
+
+
+def _scalar(node, problems: Problems, where: str):
+    """A non-string scalar (int, bool, null...), built by the safe constructor only."""
+    import yaml
+
+    try:
+        return yaml.constructor.SafeConstructor().construct_object(node)
+    except yaml.YAMLError as exc:
+        problems.add(node.start_mark.line + 1, where, f"unsupported value: {getattr(exc, 'problem', exc)}")
+        return None
+
+
+def _resolve(text: str, line: int, where: str, problems: Problems, env: Mapping[str, str]) -> str:
+    def replace(match: re.Match) -> str:
+        if match["path"]:
+            try:
+                return Path(match["path"]).read_text().strip()
+            except OSError as exc:
+                problems.add(line, where, f"cannot read {match['path']} ({exc.strerror})")
+                return ""
+        value = env.get(match["name"])
+        if match["default"] is not None:
+            return value or match["default"]
+        if value is None:
+            problems.add(line, where, f"environment variable {match['name']} is not set "
+                         f"(set it, or write ${{{match['name']}:-default}})")
+            return ""
+        return value
+
+    return _REFERENCE.sub(replace, text)
+
+
+def _line_of(root, loc: tuple) -> int | None:
+    """The line of the YAML node at pydantic's error location `loc`, or of its nearest parent."""
+    import yaml
+
+    node, line = root, root.start_mark.line + 1 if root else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            pair = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if pair is None:
+                return line
+            node, line = pair[1], pair[0].start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def load(path: Path, env: Mapping[str, str]):
+    """Read and validate the file; raise one StackError listing every problem."""
+    import yaml
+    from pydantic import ValidationError
+
+    problems = Problems(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise StackError(
+            f"cannot read the bootstrap file {path} ({exc.strerror})",
+            setting=FILE_SETTING,
+            fix=f"mount the file there, or point {FILE_SETTING} at it",
+        ) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problems.add(mark.line + 1 if mark else None, "", f"YAML syntax: {getattr(exc, 'problem', exc)}")
+        problems.raise_if_any()
+    data = {} if root is None else _to_python(root, problems, env)
+    if not isinstance(data, dict):
+        problems.add(1, "", "the file must be a mapping with connections, variables and/or pools")
+        problems.raise_if_any()
+    try:
+        spec = _models().model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            problems.add(_line_of(root, loc), ".".join(str(p) for p in loc), error["msg"])
+    problems.raise_if_any()
+    return spec
+
+
+# --- applying: Airflow's models, one transaction ----------------------------------------
+
+@dataclass
+class Report:
+    lines: list[str] = field(default_factory=list)
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def record(self, kind: str, name: str, changed_fields: list[str] | None, is_new: bool) -> None:
+        if is_new:
+            self.created += 1
+            self.lines.append(f"created {kind} {name}")
+        elif changed_fields:
+            self.updated += 1
+            self.lines.append(f"updated {kind} {name} ({', '.join(changed_fields)})")
+        else:
+            self.unchanged += 1
+
+    def summary(self) -> str:
+        if not (self.created or self.updated):
+            return f"nothing to change ({self.unchanged} unchanged)"
+        return f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged"
+
+
+def _apply_connection(session, conn_id: str, spec, report: Report) -> None:
+    import json
+
+    from airflow.models import Connection
+    from sqlalchemy import select
+
+    # An empty string means "not set", so optional values can be written as ${VAR:-}.
+    wanted = {
+        "conn_type": spec.conn_type, "description": spec.description or None, "host": spec.host or None,
+        "login": spec.login or None, "password": spec.password or None, "schema": spec.schema_ or None,
+        "port": spec.port,
+    }  # fmt: skip
+    extra = {key: value for key, value in spec.extra.items() if value != ""}
+    existing = session.scalar(select(Connection).where(Connection.conn_id == conn_id))
+    is_new = existing is None
+    conn = existing or Connection(conn_id=conn_id)
+    changed = [name for name, value in wanted.items() if getattr(conn, name) != value]
+    for name in changed:
+        setattr(conn, name, wanted[name])
+    current_extra = conn.extra_dejson if conn.extra else {}
+    if current_extra != extra:
+        conn.extra = json.dumps(extra) if extra else None
+        changed.append("extra")
+    if is_new:
+        session.add(conn)
+    report.record("connection", conn_id, changed, is_new)
+
+
+def _apply_variable(session, key: str, value, report: Report) -> None:
+    import json
+
+    from airflow.models import Variable
+    from sqlalchemy import select
+
+    text = value if isinstance(value, str) else json.dumps(value)
+    existing = session.scalar(select(Variable).where(Variable.key == key))
+    if existing is None:
+        session.add(Variable(key=key, val=text))
+        report.record("variable", key, None, True)
+    elif existing.val != text:
+        existing.set_val(text)
+        report.record("variable", key, ["value"], False)
+    else:
+        report.record("variable", key, [], False)
+
+
+def _apply_pool(session, name: str, spec, report: Report) -> None:
+    from airflow.models import Pool
+    from sqlalchemy import select
+
+    existing = session.scalar(select(Pool).where(Pool.pool == name))
+    pool = existing or Pool(pool=name)
+    wanted = {"slots": spec.slots, "description": spec.description, "include_deferred": spec.include_deferred}
+    changed = [key for key, value in wanted.items() if getattr(pool, key) != value]
+    for key in changed:
+        setattr(pool, key, wanted[key])
+    if existing is None:
+        session.add(pool)
+    report.record("pool", name, changed, existing is None)
+
+
+def apply(spec) -> Report:
+    from airflow.utils.session import create_session
+
+    report = Report()
+    # create_session commits at the end and rolls back on any exception: all or nothing.
+    with create_session() as session:
+        for conn_id, connection in spec.connections.items():
+            _apply_connection(session, conn_id, connection, report)
+        for key, value in spec.variables.items():
+            _apply_variable(session, key, value, report)
+        for name, pool in spec.pools.items():
+            _apply_pool(session, name, pool, report)
+    return report
+
+
+def run(env: Mapping[str, str] | None = None) -> None:
+    env = os.environ if env is None else env
+    path = Path(env.get(FILE_SETTING, DEFAULT_FILE))
+    spec = load(path, env)
+    log(f"bootstrap: {path} is valid: {len(spec.connections)} connection(s), "
+        f"{len(spec.variables)} variable(s), {len(spec.pools)} pool(s)")
+    report = apply(spec)
+    for line in report.lines:
+        log(f"bootstrap: {line}")
+    log(f"bootstrap: {report.summary()}")
