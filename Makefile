@@ -38,8 +38,8 @@ UV      := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.venv-tools/bin/u
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-.PHONY: init
-init: ## write .env once with generated secrets (never overwrites it)
+.PHONY: secrets
+secrets: ## write .env once with generated secrets (never overwrites it)
 	@$(HOST_PY) -m airflow_stack.host.envfile --env-file $(ENV_FILE)
 
 .PHONY: fernet-key
@@ -49,10 +49,10 @@ fernet-key: ## print a new Fernet key
 .PHONY: rotate-fernet-key
 rotate-fernet-key: ## new fernet key: add it in front, re-encrypt, restart, drop the old key
 	@$(HOST_PY) -m airflow_stack.host.envfile fernet-add --env-file $(ENV_FILE)
-	$(COMPOSE) run --rm --no-deps init rotate-fernet-key record
+	$(COMPOSE) run --rm --no-deps db-migrate rotate-fernet-key record
 	$(COMPOSE) up -d
 	@$(HOST_PY) -m airflow_stack.host.stackwait --timeout $(UP_TIMEOUT) -- $(COMPOSE)
-	$(COMPOSE) run --rm --no-deps init rotate-fernet-key reencrypt
+	$(COMPOSE) run --rm --no-deps db-migrate rotate-fernet-key reencrypt
 	@$(HOST_PY) -m airflow_stack.host.envfile fernet-drop --env-file $(ENV_FILE)
 	$(COMPOSE) up -d
 	@$(HOST_PY) -m airflow_stack.host.stackwait --timeout $(UP_TIMEOUT) -- $(COMPOSE)
@@ -79,7 +79,7 @@ push: ## tag and push the image: make push REGISTRY=host/path [VERSION=tag]
 	docker push $(REGISTRY)/airflow-stack:$(VERSION)
 
 .PHONY: up
-up: init build ## start the stack and wait until every service is healthy
+up: secrets build ## start the stack and wait until every service is healthy
 	$(COMPOSE) up -d --remove-orphans
 	@$(HOST_PY) -m airflow_stack.host.stackwait --timeout $(UP_TIMEOUT) -- $(COMPOSE)
 	@. $(abspath $(ENV_FILE)); echo; \

@@ -1,30 +1,47 @@
 """airflow-stack: the entrypoint and operational logic of the Airflow image.
 
-Modules, one concern each:
-    cli           command-line dispatch (`airflow-stack run COMPONENT`, pass-through to `airflow`)
-    components    what each Airflow component runs and what it needs before it starts
-    settings      the configuration contract: required settings, their sources, *_FILE twins
-    preflight     the checks a component passes before it is exec'd
-    waiting       bounded waits for PostgreSQL and Redis
-    fingerprints  fingerprints of the shared secrets and how two sets are compared
-    metadb        Airflow-free access to the metadata DB (heartbeats, recorded fingerprints)
-    plugin        the Airflow plugin: the api-server publishes its fingerprints for workers
-    initdb        the one-shot `init` job: record fingerprints, migrate, create the admin user
-    rotation      the in-image steps of `make rotate-fernet-key`
-    bootstrap     the one-shot `bootstrap` job: connections, variables and pools from a file
-    s3logs        S3 remote task logs: switched on by one setting, probed at start
-    loggroom      local log retention (`groom-logs`)
-    dagsync       `dag-sync`: poll the artifact source, verify, extract, validate, switch; rollback
-    dagsource     where DAG artifacts come from: HTTP(S) or S3, conditional requests, checksums
-    archive       safe extraction of tar.gz and zip artifacts, with limits
-    dagvalidate   import a release's DAGs with Airflow's DagBag in a forked child before it goes live
-    releases      the release store on shared storage, the atomic switch, and the bundle settings
-    dagbundle     the versioned Airflow DAG bundle that reads the release store
-    dagpublish    publish a DAG folder as a versioned artifact (host side, stdlib only)
-    healthcheck   cheap container health probes that do not import Airflow
-    monitor       `monitor`: queue depth, desired workers and heartbeat ages to logs, Prometheus, CloudWatch
-    hostinit      `make init` and the .env edits of rotation (host side, stdlib only)
-    stackwait     `make up`: waits until every compose service is ready (host side, stdlib only)
+One concern per module; the subpackages follow the architecture (docs/development.md has
+the picture). A unit test keeps this map complete.
+
+    cli                      the image's entrypoint: `airflow-stack COMMAND` (argparse)
+    core/                    what everything else reads; standard library only
+      settings               the settings registry: every variable, its type, default, *_FILE twin
+      components             the component table: command, checks, probe, log servers per component
+      errors                 StackError (problem, setting, fix), progress lines, links into docs/
+      metadb                 the metadata DB without Airflow: heartbeats, task counts, fingerprints
+    checks/                  before and while a component runs
+      preflight              the checks a component passes before it starts
+      waiting                bounded waits for PostgreSQL, Redis and the execution API
+      fingerprints           fingerprints of the shared secrets and how two sets are compared
+      healthcheck            cheap container health probes that do not import Airflow
+    jobs/                    one-shot jobs
+      db_migrate             record fingerprints, migrate the metadata DB, create the admin user
+      bootstrap              connections, variables and pools from a file
+      rotation               the in-image steps of `make rotate-fernet-key`
+    dags/                    DAG deployment
+      dagsync                the dag-sync component: poll, verify, extract, validate, switch; rollback
+      dagsource              where artifacts come from: HTTP(S) or S3, conditional requests, checksums
+      archive                safe extraction of tar.gz and zip artifacts, with limits
+      dagvalidate            import a release's DAGs in a child process before it goes live
+      releases               the release store on shared storage and its atomic switch
+      dagbundle              the versioned Airflow DAG bundle that reads the release store
+    worker/                  inside the Celery worker
+      celeryconfig           Airflow's Celery config plus this package's worker hooks
+      celery_hooks           what the worker imports at start: protection and warm-up
+      taskwarmup             task modules imported once, before the pool forks
+      scaleprotect           ECS task scale-in protection while the worker holds tasks
+    ops/                     operations
+      monitor                queue depth, desired workers, heartbeats to logs, Prometheus, CloudWatch
+      loggroom               the log-groomer component: local log retention
+      s3logs                 S3 task logs: switched on by one setting, probed at start
+    apiserver/               inside the api-server
+      plugin                 the Airflow plugin: mounts the fingerprint endpoint
+      fingerprint_api        GET /airflow-stack/fingerprints for workers
+    host/                    run on the host as `PYTHONPATH=src python3 -m ...`; standard library only
+      envfile                `make secrets`: .env with generated secrets, and the rotation's .env edits
+      stackwait              `make up`: wait until every compose service is ready
+      dagpublish             `make dag-artifact`: publish a DAG folder as a versioned artifact
+      awsdeploy              `make -C deploy/aws`: stack parameters and the fernet key secret
 """
 
 __version__ = "0.1.0"

@@ -1,30 +1,34 @@
-"""Command-line dispatch of the image's entrypoint, `airflow-stack`.
+"""The image's entrypoint, `airflow-stack`: one argparse command line.
 
-    airflow-stack run COMPONENT [ARGS...]   preflight, then exec the component
+    airflow-stack run COMPONENT [ARGS...]   check its settings and dependencies, then run it
     airflow-stack healthcheck COMPONENT     the container health probe
+    airflow-stack components                list the components
+    airflow-stack settings                  list every setting with its current value (secrets masked)
     airflow-stack bootstrap                 apply the connections/variables/pools file (= run bootstrap)
     airflow-stack rotate-fernet-key STEP    record | reencrypt (used by make rotate-fernet-key)
-    airflow-stack groom-logs [--once]       delete local logs older than the retention
-    airflow-stack dag-sync [--once|status|rollback [VERSION]|resume]
-                                            pull DAG releases from the artifact source (dagsync)
-    airflow-stack monitor [--once]          queue depth, desired workers, heartbeats (monitor)
-    airflow-stack components                list the components
+    airflow-stack dag-sync [--once | status | rollback [VERSION] | resume]
+    airflow-stack monitor [--once]          one sample with --once; else = run monitor
+    airflow-stack groom-logs [--once]       one pass with --once; else = run log-groomer
     airflow-stack ARGS...                   anything else: exec `airflow ARGS...`
+
+Before any command, `*_FILE` twins are read, passwords put into their URLs, and the Airflow
+options the stack derives are set (S3 task logs, the DAG release bundle); an unknown
+`AIRFLOW_STACK_*` variable is refused. Unknown flags are refused with the usage.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import os
 import sys
+from collections.abc import MutableMapping
 
 from airflow_stack.checks import healthcheck, preflight
 from airflow_stack.core import components, settings
-from airflow_stack.dags import releases
-from airflow_stack.jobs import bootstrap, db_migrate, rotation
-from airflow_stack.ops import loggroom, s3logs
 from airflow_stack.core.errors import StackError, log
-
-USAGE = __doc__.split("\n\n", 1)[1]
+from airflow_stack.dags import releases
+from airflow_stack.ops import s3logs
 
 
 def exec_command(argv: list[str]) -> None:
@@ -34,64 +38,136 @@ def exec_command(argv: list[str]) -> None:
     os.execvp(argv[0], argv)
 
 
-def run(name: str, extra: list[str]) -> None:
+def run(name: str, extra: list[str], env: MutableMapping[str, str]) -> int:
+    """Preflight, then the component's in-process job or its command (exec)."""
     component = components.get(name)
-    preflight.run(component)
-    one_shot_jobs = {"init": db_migrate.run, "bootstrap": bootstrap.run}
-    if component.name in one_shot_jobs:
-        one_shot_jobs[component.name](os.environ)
-        return
+    preflight.run(component, env)
+    if component.job:
+        module, _, function = component.job.partition(":")
+        result = getattr(importlib.import_module(module), function)(env)
+        return result or 0
     if component.prepare_env:
-        component.prepare_env(os.environ)
-    argv = (*components.argv(component, os.environ), *extra)
+        component.prepare_env(env)
+    argv = (*components.argv(component, env), *extra)
     log(f"starting {component.name}: {' '.join(argv)}")
     exec_command(list(argv))
+    return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+# -- the commands: each takes the parsed arguments and the environment, returns the exit code ------
+def cmd_run(args: argparse.Namespace, env: MutableMapping[str, str]) -> int:
+    return run(args.component, args.extra, env)
+
+
+def cmd_healthcheck(args: argparse.Namespace, env: MutableMapping[str, str]) -> int:
+    return healthcheck.main(args.component, env)
+
+
+def cmd_components(args: argparse.Namespace, env: MutableMapping[str, str]) -> int:
+    for component in components.COMPONENTS.values():
+        print(f"{component.name:14} {component.summary}")
+    return 0
+
+
+def cmd_bootstrap(args: argparse.Namespace, env: MutableMapping[str, str]) -> int:
+    return run("bootstrap", [], env)
+
+
+def cmd_rotate_fernet_key(args: argparse.Namespace, env: MutableMapping[str, str]) -> int:
+    from airflow_stack.jobs import rotation
+
+    rotation.main(args.step, env)
+    return 0
+
+
+def cmd_dag_sync(args: argparse.Namespace, env: MutableMapping[str, str]) -> int:
+    from airflow_stack.dags import dagsync
+
+    if args.action == "status":
+        return dagsync.print_status(env)
+    if args.action == "rollback":
+        log(f"dag-sync: {dagsync.rollback(releases.store_of(env), args.version)}")
+        return 0
+    if args.action == "resume":
+        log(f"dag-sync: {dagsync.resume(releases.store_of(env))}")
+        return 0
+    return run("dag-sync", [], env) if not args.once else dagsync.serve(env, once=True)
+
+
+def cmd_monitor(args: argparse.Namespace, env: MutableMapping[str, str]) -> int:
+    from airflow_stack.ops import monitor
+
+    return monitor.serve(env, once=True) if args.once else run("monitor", [], env)
+
+
+def cmd_groom_logs(args: argparse.Namespace, env: MutableMapping[str, str]) -> int:
+    from airflow_stack.ops import loggroom
+
+    return loggroom.serve(env, once=True) if args.once else run("log-groomer", [], env)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="airflow-stack",
+        description=__doc__.split("\n\n")[0],
+        epilog="Any other first word runs `airflow` with the same arguments.",
+    )
+    commands = top.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, handler, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    run_ = command("run", cmd_run, "check, then run a component")
+    run_.add_argument("component", metavar="COMPONENT", help=", ".join(components.COMPONENTS))
+    run_.add_argument("extra", nargs=argparse.REMAINDER, help="passed on to the component's command")
+    command("healthcheck", cmd_healthcheck, "the container health probe").add_argument("component", metavar="COMPONENT")
+    command("components", cmd_components, "list the components")
+    command("settings", None, "list every setting with its current value (secrets masked)")
+    command("bootstrap", cmd_bootstrap, "apply the connections, variables and pools file")
+    rotate = command("rotate-fernet-key", cmd_rotate_fernet_key, "the in-image steps of make rotate-fernet-key")
+    rotate.add_argument("step", choices=["record", "reencrypt"])
+    sync = command("dag-sync", cmd_dag_sync, "DAG releases: serve, one poll, status, rollback, resume")
+    sync.add_argument("--once", action="store_true", help="one poll; exit 1 if it failed")
+    actions = sync.add_subparsers(dest="action", metavar="ACTION")
+    actions.add_parser("status", help="print the status record (JSON)")
+    rollback = actions.add_parser("rollback", help="activate VERSION (default: the one before) and pin it")
+    rollback.add_argument("version", nargs="?")
+    actions.add_parser("resume", help="unpin: follow the source again")
+    monitor = command("monitor", cmd_monitor, "queue depth, desired workers, heartbeats")
+    monitor.add_argument("--once", action="store_true", help="one sample; exit 1 if it failed")
+    groom = command("groom-logs", cmd_groom_logs, "delete local logs past their retention")
+    groom.add_argument("--once", action="store_true", help="one pass")
+    top.set_defaults(command_names=frozenset(commands.choices))
+    return top
+
+
+def prepare_environment(env: MutableMapping[str, str]) -> None:
+    """What every command needs first: `*_FILE` twins, passwords in URLs, derived Airflow options."""
+    settings.check_known(env)
+    settings.resolve_file_twins(env)
+    settings.inject_passwords(env)
+    s3logs.configure(env)
+    releases.configure_airflow(env)
+
+
+def main(argv: list[str] | None = None, env: MutableMapping[str, str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    env = os.environ if env is None else env
+    top = parser()
+    known = {"-h", "--help", *top.get_default("command_names")}
     try:
-        settings.resolve_file_twins(os.environ)
-        settings.inject_passwords(os.environ)
-        s3logs.configure(os.environ)
-        releases.configure_airflow(os.environ)
-        if not args or args[0] in ("-h", "--help", "help"):
-            print(USAGE)
+        if argv and argv[0] not in known:
+            prepare_environment(env)
+            exec_command(["airflow", *argv])
             return 0
-        if args[0] == "run":
-            if len(args) < 2:
-                raise StackError("`run` needs a component", fix=f"use one of: {', '.join(components.COMPONENTS)}")
-            run(args[1], args[2:])
+        args = top.parse_args(argv)
+        if args.handler is None:  # `settings`: shows bad values instead of refusing them
+            print(settings.table(env, frozenset(settings.resolve_file_twins(env))))
             return 0
-        if args[0] == "bootstrap":
-            run("bootstrap", args[1:])
-            return 0
-        if args[0] == "groom-logs":
-            loggroom.main(args[1:], os.environ)
-            return 0
-        if args[0] == "dag-sync":
-            from airflow_stack.dags import dagsync
-
-            return dagsync.main(args[1:], os.environ)
-        if args[0] == "monitor":
-            from airflow_stack.ops import monitor
-
-            return monitor.main(args[1:])
-        if args[0] == "healthcheck":
-            if len(args) != 2:
-                raise StackError("`healthcheck` takes exactly one component")
-            return healthcheck.main(args[1])
-        if args[0] == "rotate-fernet-key":
-            if len(args) != 2:
-                raise StackError("`rotate-fernet-key` takes one step", fix="use `record` or `reencrypt`")
-            rotation.main(args[1], os.environ)
-            return 0
-        if args[0] == "components":
-            for component in components.COMPONENTS.values():
-                print(f"{component.name:14} {' '.join(component.argv) or '(one-shot job)'}")
-            return 0
-        exec_command(["airflow", *args])
+        prepare_environment(env)
+        return args.handler(args, env)
     except StackError as exc:
         print(exc.render(), file=sys.stderr)
         return 1
-    return 0

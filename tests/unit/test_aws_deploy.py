@@ -107,7 +107,7 @@ def test_apps_stack_runs_every_component_with_secrets_from_secrets_manager(stack
     secret_arns = {s["ARN"] for s in secretsmanager.list_secrets()["SecretList"]}
     secret_values = {secretsmanager.get_secret_value(SecretId=arn)["SecretString"] for arn in secret_arns}
     for family in ("api-server", "scheduler", "dag-processor", "triggerer", "flower", "monitor", "dag-sync",
-                   "init", "bootstrap"):  # fmt: skip
+                   "db-migrate", "bootstrap"):  # fmt: skip
         container = task_definition(f"staging-airflow-{family}")["containerDefinitions"][0]
         assert container["image"] == IMAGE
         assert {s["valueFrom"] for s in container.get("secrets", [])} <= secret_arns, family

@@ -8,6 +8,8 @@ Import-error validation needs Airflow and is tested end to end (tests/e2e/test_d
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import os
@@ -21,6 +23,7 @@ from pathlib import Path
 import pytest
 from werkzeug import Request, Response
 
+from airflow_stack.core import settings
 from airflow_stack.dags import dagsync
 from airflow_stack.host import dagpublish
 from airflow_stack.core.errors import StackError
@@ -102,9 +105,10 @@ def snapshot(root: Path) -> dict[str, str]:
     return found
 
 
-def make_sync(tmp_path: Path, source: str, **settings: str) -> dagsync.DagSync:
+def make_sync(tmp_path: Path, source: str, **overrides: str) -> dagsync.DagSync:
     env = {"AIRFLOW_STACK_DAG_SOURCE": source, "AIRFLOW_STACK_DAG_RELEASES_DIR": str(tmp_path / "store"),
-           "AIRFLOW_STACK_DAG_SOURCE_TIMEOUT": "2", **settings}  # fmt: skip
+           "AIRFLOW_STACK_DAG_SOURCE_TIMEOUT": "2", **overrides}  # fmt: skip
+    settings.resolve_file_twins(env)
     cfg = dagsync.load_settings(env)
     sync = dagsync.DagSync(cfg, dagsync.make_source(cfg), validator=None)
     with sync.store.lock():
@@ -195,7 +199,7 @@ def test_500_leaves_the_live_release_untouched(live, httpserver):
 
 
 def test_connection_refused_leaves_the_live_release_untouched(live, unused_port):
-    live.source = dagsync.make_source(live.cfg.model_copy(update={"source": f"http://127.0.0.1:{unused_port}/LATEST"}))
+    live.source = dagsync.make_source(dataclasses.replace(live.cfg, source=f"http://127.0.0.1:{unused_port}/LATEST"))
     assert_rejected(live, "cannot connect to")
 
 
@@ -224,7 +228,7 @@ def raw_server(response: bytes) -> str:
 
 def test_a_truncated_download_leaves_the_live_release_untouched(live, tmp_path):
     url = raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nContent-Type: application/gzip\r\n\r\n" + b"\x1f\x8b" * 50)
-    live.source = dagsync.make_source(live.cfg.model_copy(update={"source": f"{url}/dags-latest.tar.gz"}))
+    live.source = dagsync.make_source(dataclasses.replace(live.cfg, source=f"{url}/dags-latest.tar.gz"))
     assert_rejected(live, "truncated download")
 
 
@@ -354,11 +358,10 @@ def test_invalid_settings_are_refused_naming_each_variable(tmp_path):
     with pytest.raises(StackError) as error:
         dagsync.load_settings({"AIRFLOW_STACK_DAG_SYNC_INTERVAL": "soon", "AIRFLOW_STACK_DAG_KEEP_RELEASES": "1"})
     text = error.value.render()
-    for name in ("AIRFLOW_STACK_DAG_SOURCE", "AIRFLOW_STACK_DAG_SYNC_INTERVAL='soon'", "AIRFLOW_STACK_DAG_KEEP_RELEASES"):
+    for name in ("AIRFLOW_STACK_DAG_SYNC_INTERVAL='soon'", "AIRFLOW_STACK_DAG_KEEP_RELEASES='1' is below 2"):
         assert name in text, text
-    cfg = dagsync.load_settings({"AIRFLOW_STACK_DAG_SOURCE": "ftp://x/LATEST"})
-    with pytest.raises(StackError, match="neither an http"):
-        dagsync.make_source(cfg)
+    with pytest.raises(StackError, match="AIRFLOW_STACK_DAG_SOURCE='ftp://x/LATEST' is not a http:// or https:// or s3://"):
+        dagsync.load_settings({"AIRFLOW_STACK_DAG_SOURCE": "ftp://x/LATEST"})
 
 
 # -- S3 (moto's server) -------------------------------------------------------------------

@@ -22,7 +22,7 @@ WORKERS, _ = decode(str(ROOT / "deploy" / "aws" / "templates" / "workers.yaml"))
 # Compose service -> the template holding its ECS container.
 COMPONENTS = {
     **{name: APPS for name in ("api-server", "scheduler", "dag-processor", "triggerer", "flower", "monitor",
-                               "dag-sync", "init", "bootstrap")},  # fmt: skip
+                               "dag-sync", "db-migrate", "bootstrap")},  # fmt: skip
     "worker": WORKERS,
 }
 
@@ -44,13 +44,13 @@ COMPOSE_ONLY_EVERYWHERE = {
 # In compose only, for one component, and why.
 COMPOSE_ONLY = {
     "worker": {
-        settings.SQL_ALCHEMY_CONN.env: "ECS workers hold no database credentials: their result backend is Redis",
+        settings.SQL_ALCHEMY_CONN.name: "ECS workers hold no database credentials: their result backend is Redis",
     },
     "flower": {
         name: "Flower reads the broker only"
         for name in (
-            settings.FERNET_KEY.env, settings.JWT_SECRET.env, settings.API_SECRET_KEY.env, settings.SQL_ALCHEMY_CONN.env,
-            settings.EXECUTION_API_SERVER_URL.env, "AIRFLOW__CORE__AUTH_MANAGER", "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION",
+            settings.FERNET_KEY.name, settings.JWT_SECRET.name, settings.API_SECRET_KEY.name, settings.SQL_ALCHEMY_CONN.name,
+            settings.EXECUTION_API_SERVER_URL.name, "AIRFLOW__CORE__AUTH_MANAGER", "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK", "AIRFLOW__API__BASE_URL", "AWS_DEFAULT_REGION",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT", "AIRFLOW__CORE__DEFAULT_TASK_RETRIES",
             "AIRFLOW__WORKERS__EXECUTION_API_RETRIES", "AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS",
@@ -60,9 +60,9 @@ COMPOSE_ONLY = {
 }
 # The variables that complete a URL setting with its password (airflow_stack.core.settings).
 PASSWORD_FOR = {
-    settings.DB_PASSWORD: [settings.SQL_ALCHEMY_CONN.env],
-    settings.REDIS_PASSWORD: [settings.BROKER_URL.env, settings.RESULT_BACKEND.env],
-    settings.FLOWER_PASSWORD: ["AIRFLOW__CELERY__FLOWER_BASIC_AUTH"],
+    settings.DB_PASSWORD.name: [settings.SQL_ALCHEMY_CONN.name],
+    settings.REDIS_PASSWORD.name: [settings.BROKER_URL.name, settings.RESULT_BACKEND.name],
+    settings.FLOWER_PASSWORD.name: ["AIRFLOW__CELERY__FLOWER_BASIC_AUTH"],
 }
 # Settings whose value must be the same on both sides (the others name endpoints or secrets).
 SAME_VALUE = (
@@ -161,7 +161,7 @@ def test_shared_secrets_and_passwords_come_from_secrets_manager_on_ecs(service: 
     plain = {e["Name"] for e in container.get("Environment", [])}
     injected = set(ecs_secrets(container))
     for setting in (settings.FERNET_KEY, settings.JWT_SECRET, settings.API_SECRET_KEY):
-        assert setting.env not in plain, f"{service}: {setting.env} is a plain environment value"
+        assert setting.name not in plain, f"{service}: {setting.name} is a plain environment value"
     for password, urls in PASSWORD_FOR.items():
         assert password not in plain
         for url in urls:

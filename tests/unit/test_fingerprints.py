@@ -24,12 +24,12 @@ def test_fingerprint_reveals_no_part_of_the_secret():
 
 def test_the_first_fernet_key_of_a_rotation_list_counts():
     new, old = envfile.fernet_key(), envfile.fernet_key()
-    env = {settings.FERNET_KEY.env: f"{new}, {old}"}
+    env = {settings.FERNET_KEY.name: f"{new}, {old}"}
     assert fingerprints.of_environment(env) == {"fernet_key": fingerprints.fingerprint(new)}
 
 
 def test_secrets_given_as_cmd_are_not_fingerprinted():
-    env = {settings.JWT_SECRET.env + "_CMD": "cat /run/secrets/jwt"}
+    env = {settings.JWT_SECRET.name + "_CMD": "cat /run/secrets/jwt"}
     assert fingerprints.of_environment(env) == {}
 
 

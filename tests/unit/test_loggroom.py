@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from airflow_stack.core import settings
 from airflow_stack.ops import loggroom
 from airflow_stack.core.errors import StackError
 
@@ -34,5 +35,5 @@ def test_old_files_and_emptied_folders_are_deleted_recent_ones_kept(tmp_path):
 @pytest.mark.parametrize("raw", ["0", "-1", "soon"])
 def test_retention_must_be_positive(raw):
     with pytest.raises(StackError) as refusal:
-        loggroom.main(["--once"], {loggroom.RETENTION_SETTING: raw})
-    assert refusal.value.setting == loggroom.RETENTION_SETTING
+        loggroom.serve({settings.LOG_RETENTION_DAYS.name: raw}, once=True)
+    assert refusal.value.setting == settings.LOG_RETENTION_DAYS.name

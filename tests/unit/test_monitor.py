@@ -36,16 +36,16 @@ def test_log_sink_prints_one_line(capsys):
 
 
 def test_unknown_sinks_and_bad_numbers_are_refused_naming_the_setting():
-    with pytest.raises(StackError, match="unknown sinks: statsd") as error:
+    with pytest.raises(StackError, match="names 'statsd', which is not one of log, prometheus, cloudwatch") as error:
         monitor.make_sinks({"AIRFLOW_STACK_MONITOR_SINKS": "log,statsd"})
     assert "AIRFLOW_STACK_MONITOR_SINKS" in error.value.render()
     with pytest.raises(StackError, match="AIRFLOW_STACK_MONITOR_INTERVAL='0'"):
-        monitor.main(["--once"], {"AIRFLOW_STACK_MONITOR_INTERVAL": "0"})
+        monitor.serve({"AIRFLOW_STACK_MONITOR_INTERVAL": "0"}, once=True)
 
 
 def test_a_failed_sample_is_logged_and_once_exits_1(capsys, unused_port):
     env = {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://a:b@127.0.0.1:{unused_port}/airflow"}
-    assert monitor.main(["--once"], env) == 1
+    assert monitor.serve(env, once=True) == 1
     assert "monitor: sample failed" in capsys.readouterr().err
 
 

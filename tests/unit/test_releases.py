@@ -78,14 +78,14 @@ def test_configure_airflow_uses_the_release_bundle_only_when_asked():
 
 def test_dag_sync_health_is_the_age_of_the_last_poll(tmp_path: Path, monkeypatch):
     store = store_with(tmp_path)
-    monkeypatch.setenv("AIRFLOW_STACK_DAG_RELEASES_DIR", str(store.root))
+    env = {"AIRFLOW_STACK_DAG_RELEASES_DIR": str(store.root)}
     with pytest.raises(healthcheck.Unhealthy, match="no poll recorded"):
-        healthcheck.probe("dag-sync")
+        healthcheck.probe("dag-sync", env)
     store.write_status(Status(last_check=releases.now_iso()))
-    assert healthcheck.probe("dag-sync").startswith("last poll ")
+    assert healthcheck.probe("dag-sync", env).startswith("last poll ")
     store.write_status(Status(last_check="2020-01-01T00:00:00Z"))
     with pytest.raises(healthcheck.Unhealthy, match="limit 90 s"):
-        healthcheck.probe("dag-sync")
+        healthcheck.probe("dag-sync", env)
 
 
 def test_status_command_prints_the_record_without_the_source_state(tmp_path: Path, monkeypatch, capsys):

@@ -1,4 +1,8 @@
-"""The configuration contract: *_FILE twins and what counts as provided."""
+"""The settings registry: types, refusals by name, *_FILE twins, the docs it generates, and what
+counts as provided."""
+
+import re
+from pathlib import Path
 
 import pytest
 
@@ -35,16 +39,16 @@ def test_unreadable_file_names_the_variable_and_the_path(tmp_path):
 
 @pytest.mark.parametrize("suffix", ["", "_CMD", "_SECRET"])
 def test_airflow_forms_count_as_provided(suffix):
-    env = {settings.JWT_SECRET.env + suffix: "x"}
+    env = {settings.JWT_SECRET.name + suffix: "x"}
     assert settings.is_provided(settings.JWT_SECRET, env)
 
 
 def test_empty_value_is_not_provided():
-    assert not settings.is_provided(settings.JWT_SECRET, {settings.JWT_SECRET.env: ""})
+    assert not settings.is_provided(settings.JWT_SECRET, {settings.JWT_SECRET.name: ""})
 
 
 def test_env_names_follow_airflow_convention():
-    assert settings.API_SECRET_KEY.env == "AIRFLOW__API__SECRET_KEY"
+    assert settings.API_SECRET_KEY.name == "AIRFLOW__API__SECRET_KEY"
     assert settings.FERNET_KEY.ini == "[core] fernet_key"
 
 
@@ -106,7 +110,7 @@ def test_the_flower_password_becomes_its_basic_auth_and_may_not_double_it():
 def test_log_servers_run_unless_switched_off(raw, expected):
     from airflow_stack.core import components
 
-    argv = components.argv(components.get("worker"), {settings.SERVE_LOGS: raw})
+    argv = components.argv(components.get("worker"), {settings.SERVE_LOGS.name: raw})
     assert ("--skip-serve-logs" not in argv) is expected
     assert argv[:3] == ("airflow", "celery", "worker")
 
@@ -114,20 +118,20 @@ def test_log_servers_run_unless_switched_off(raw, expected):
 def test_a_component_without_a_log_server_is_never_given_the_flag():
     from airflow_stack.core import components
 
-    assert components.argv(components.get("scheduler"), {settings.SERVE_LOGS: "false"}) == ("airflow", "scheduler")
+    assert components.argv(components.get("scheduler"), {settings.SERVE_LOGS.name: "false"}) == ("airflow", "scheduler")
 
 
 def test_a_serve_logs_value_that_is_not_a_boolean_is_refused_by_name():
     from airflow_stack.core import components
 
     with pytest.raises(StackError, match="AIRFLOW_STACK_SERVE_LOGS='off' is neither true nor false"):
-        components.argv(components.get("triggerer"), {settings.SERVE_LOGS: "off"})
+        components.argv(components.get("triggerer"), {settings.SERVE_LOGS.name: "off"})
 
 
 def test_flower_gets_the_broker_and_basic_auth_through_the_environment_only():
     from airflow_stack.core import components
 
-    env = {settings.BROKER_URL.env: "redis://:pw@redis:6379/0", settings.FLOWER_BASIC_AUTH: "flower:pw"}
+    env = {settings.BROKER_URL.name: "redis://:pw@redis:6379/0", settings.FLOWER_BASIC_AUTH.name: "flower:pw"}
     components.flower_environment(env)
     assert env["CELERY_BROKER_URL"] == "redis://:pw@redis:6379/0"
     assert env["FLOWER_BASIC_AUTH"] == "flower:pw"
@@ -138,4 +142,94 @@ def test_flower_refuses_a_broker_url_it_cannot_resolve():
     from airflow_stack.core import components
 
     with pytest.raises(StackError, match="AIRFLOW__CELERY__BROKER_URL_CMD"):
-        components.flower_environment({f"{settings.BROKER_URL.env}_CMD": "cat /secret"})
+        components.flower_environment({f"{settings.BROKER_URL.name}_CMD": "cat /secret"})
+
+
+# -- the registry ------------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_docs_configuration_is_generated_from_the_registry():
+    """`make docs` writes it; edit the registry, then run it."""
+    assert (ROOT / "docs" / "configuration.md").read_text() == settings.markdown()
+
+
+def test_every_stack_variable_in_compose_and_the_templates_is_declared():
+    """What a container's environment gets: compose's `environment:` keys, the templates' `Name:`s."""
+    compose = (ROOT / "docker-compose.yml").read_text()
+    used = set(re.findall(r"^\s+(AIRFLOW_STACK_[A-Z0-9_]+):", compose, re.M))
+    for template in (ROOT / "deploy" / "aws" / "templates").glob("*.yaml"):
+        used |= set(re.findall(r"Name: (AIRFLOW_STACK_[A-Z0-9_]+)", template.read_text()))
+    assert len(used) > 20
+    assert sorted(n for n in used if n not in settings.REGISTRY and n.removesuffix("_FILE") not in settings.REGISTRY) == []
+
+
+def test_every_setting_has_a_description_group_and_anchor():
+    for setting in settings.REGISTRY.values():
+        assert setting.description.endswith((".", ")")) and setting.group, setting.name
+        assert setting.anchor == f"docs/configuration.md#{setting.name.lower()}"
+
+
+BAD_VALUES = {"true or false": "maybe", "whole number": "5s", "seconds": "5s", "number of": "-1", "URL": "nowhere",
+              "comma-separated": "log,statsd"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "setting", [s for s in settings.REGISTRY.values() if s.kind is not settings.TEXT and s.kind is not settings.PATH],
+    ids=lambda s: s.name,
+)  # fmt: skip
+def test_a_bad_value_is_refused_naming_the_setting_and_the_fix(setting):
+    bad = next(value for key, value in BAD_VALUES.items() if key in setting.kind.expects)
+    with pytest.raises(StackError) as refusal:
+        setting.read({setting.name: bad})
+    assert refusal.value.setting == setting.name
+    assert refusal.value.problem.startswith(f"{setting.name}=")
+    assert setting.kind.expects in refusal.value.fix and setting.anchor in refusal.value.fix
+    if setting.secret:
+        assert bad not in refusal.value.render()
+
+
+@pytest.mark.parametrize("setting", [s for s in settings.REGISTRY.values() if s.secret], ids=lambda s: s.name)
+def test_every_secret_has_a_file_twin_and_both_at_once_is_refused(setting, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("from-a-file\n")
+    env = {setting.file_twin: str(secret)}
+    assert settings.resolve_file_twins(env) == [setting.name]
+    assert env == {setting.name: "from-a-file"}
+    with pytest.raises(StackError, match="only one source is allowed") as refusal:
+        settings.resolve_file_twins({setting.name: "x", setting.file_twin: str(secret)})
+    assert refusal.value.setting == setting.name
+
+
+def test_an_unknown_stack_variable_is_refused_with_the_likely_name():
+    with pytest.raises(StackError, match="AIRFLOW_STACK_DAG_SYNC_INTERVL is not a setting") as refusal:
+        settings.check_known({"AIRFLOW_STACK_DAG_SYNC_INTERVL": "5"})
+    assert refusal.value.setting == "AIRFLOW_STACK_DAG_SYNC_INTERVL"
+    assert "did you mean AIRFLOW_STACK_DAG_SYNC_INTERVAL?" in refusal.value.fix
+    settings.check_known({"AIRFLOW_STACK_DAG_SOURCE_TOKEN_FILE": "/run/secrets/token", "AIRFLOW__CORE__X": "1"})
+
+
+def test_the_settings_command_masks_secrets_and_names_bad_values(capsys, tmp_path):
+    from airflow_stack import cli
+
+    token = tmp_path / "token"
+    token.write_text("s3cr3t-token")
+    env = {"AIRFLOW_STACK_DAG_SOURCE_TOKEN_FILE": str(token), "AIRFLOW__CORE__FERNET_KEY": "k" * 44,
+           "AIRFLOW_STACK_WAIT_TIMEOUT": "soon", "AIRFLOW_STACK_DAG_KEEP_RELEASES": "3"}  # fmt: skip
+    assert cli.main(["settings"], env) == 0
+    out = capsys.readouterr().out
+    assert "s3cr3t" not in out and "k" * 44 not in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert lines["AIRFLOW_STACK_DAG_SOURCE_TOKEN"].endswith("**** (from file)")
+    assert "INVALID: 'soon' is not a number" in lines["AIRFLOW_STACK_WAIT_TIMEOUT"]
+    assert lines["AIRFLOW_STACK_DAG_KEEP_RELEASES"].endswith(" 3")
+    assert lines["AIRFLOW_STACK_DAG_SYNC_INTERVAL"].endswith("5 (default)")
+
+
+def test_a_bad_dag_sync_interval_makes_the_probe_unhealthy_not_a_traceback(capsys, tmp_path):
+    from airflow_stack.checks import healthcheck
+
+    env = {"AIRFLOW_STACK_DAG_RELEASES_DIR": str(tmp_path), "AIRFLOW_STACK_DAG_SYNC_INTERVAL": "5s"}
+    (tmp_path / "status.json").write_text('{"last_check": "2020-01-01T00:00:00Z"}')
+    assert healthcheck.main("dag-sync", env) == 1
+    assert capsys.readouterr().err.startswith("unhealthy: AIRFLOW_STACK_DAG_SYNC_INTERVAL='5s' is not a number")

@@ -1,0 +1,1 @@
+"""What runs inside the api-server: the plugin and its fingerprint endpoint."""

@@ -45,7 +45,7 @@ def of_values(values: Mapping[str, str | None]) -> dict[str, str]:
 
 def of_environment(env: Mapping[str, str]) -> dict[str, str]:
     """Fingerprints of the shared secrets set as plain values (`_CMD`/`_SECRET` forms are skipped)."""
-    return of_values({name: settings.value(setting, env) for name, setting in SHARED.items()})
+    return of_values({name: setting.raw(env) for name, setting in SHARED.items()})
 
 
 def describe(fingerprints: Mapping[str, str]) -> str:
@@ -57,7 +57,7 @@ def compare(mine: Mapping[str, str], reference: Mapping[str, str], reference_nam
     differing = [name for name in SHARED if name in mine and name in reference and mine[name] != reference[name]]
     if not differing:
         return
-    names = ", ".join(SHARED[name].env for name in differing)
+    names = ", ".join(SHARED[name].name for name in differing)
     details = "; ".join(f"{n}: this container {mine[n]}, {reference_name} {reference[n]}" for n in differing)
     raise StackError(
         f"{names} differs from {reference_name} (fingerprints: {details})",

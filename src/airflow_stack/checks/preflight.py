@@ -3,10 +3,11 @@
 1. required settings present, the fernet key valid, the JWT secret and API secret key long
    and not a known default, no empty or well-known password (unless the development flag);
 2. its database and broker reachable (a worker: also the api-server's execution API);
-3. its shared secrets' fingerprints equal to those `init` recorded in the metadata DB (a
-   worker: to the api-server's);
+3. its shared secrets' fingerprints equal to those `db-migrate` recorded in the metadata DB
+   (a worker: to the api-server's);
 4. with S3 remote logging on, a probe object written to and deleted from the log prefix.
 
+What a component needs comes from its fields in the component table (core.components).
 Every refusal names the setting and the fix; no secret value is ever printed.
 """
 
@@ -23,13 +24,11 @@ from urllib.parse import unquote, urlsplit
 
 from airflow_stack.checks import fingerprints, waiting
 from airflow_stack.core import metadb, settings
-from airflow_stack.ops import s3logs
 from airflow_stack.core.components import Component
-from airflow_stack.core.errors import StackError, log
+from airflow_stack.core.errors import StackError, docs, log
+from airflow_stack.ops import s3logs
 
-DEFAULT_WAIT_TIMEOUT = 45.0
 MIN_SECRET_LENGTH = 32
-WEAK_FLAG = "AIRFLOW_STACK_ALLOW_WEAK_SECRETS"
 # Values seen as defaults in quick starts, tutorials and old Airflow releases.
 WELL_KNOWN = frozenset(
     {"airflow", "admin", "password", "postgres", "redis", "flower", "changeme", "change-me", "secret",
@@ -38,24 +37,24 @@ WELL_KNOWN = frozenset(
 
 
 def weak_allowed(env: Mapping[str, str]) -> bool:
-    return env.get(WEAK_FLAG, "").lower() in ("1", "true", "yes")
+    return settings.ALLOW_WEAK_SECRETS.read(env)
 
 
 def check_required(component: Component, env: Mapping[str, str]) -> None:
     """Refuse when a setting the component needs is missing or malformed."""
     missing = [s for s in component.required if not settings.is_provided(s, env)]
     if missing:
-        names = ", ".join(s.env for s in missing)
+        names = ", ".join(s.name for s in missing)
         raise StackError(
             f"{component.name} cannot start: {len(missing)} required setting(s) missing: {names}",
             setting=", ".join(s.ini for s in missing),
-            fix="set them in the environment (or as *_FILE, *_CMD, *_SECRET); locally `make init` writes .env",
+            fix="set them in the environment (or as *_FILE, *_CMD, *_SECRET); locally `make secrets` writes .env",
         )
-    fernet = settings.value(settings.FERNET_KEY, env)
+    fernet = settings.FERNET_KEY.raw(env)
     if settings.FERNET_KEY in component.required and fernet is not None:
         check_fernet_key(fernet)
     for setting in (settings.JWT_SECRET, settings.API_SECRET_KEY):
-        value = settings.value(setting, env)
+        value = setting.raw(env)
         if setting in component.required and value is not None and not weak_allowed(env):
             check_secret_strength(setting, value)
 
@@ -71,7 +70,7 @@ def check_fernet_key(keys: str) -> None:
         if not valid:
             raise StackError(
                 f"the fernet key (entry {position} of the list) is not a valid Fernet key",
-                setting=settings.FERNET_KEY.env,
+                setting=settings.FERNET_KEY.name,
                 fix="generate one with `make fernet-key` (32 url-safe base64-encoded bytes)",
             )
 
@@ -90,10 +89,10 @@ def weakness(value: str, min_length: int = 0) -> str | None:
 def check_secret_strength(setting: settings.Setting, value: str) -> None:
     if problem := weakness(value, MIN_SECRET_LENGTH):
         raise StackError(
-            f"{setting.env} is {problem}: anyone could forge tokens or sessions",
+            f"{setting.name} is {problem}: anyone could forge tokens or sessions",
             setting=setting.ini,
             fix=f"use a random value of at least {MIN_SECRET_LENGTH} characters "
-            "(`python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`; make init generates one)",
+            "(`python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`; make secrets generates one)",
         )
 
 
@@ -105,31 +104,44 @@ def _url_password(url: str | None) -> str | None:
 
 
 def database(component: Component, env: Mapping[str, str]) -> tuple[settings.Setting, str] | None:
-    """The setting and URL of the PostgreSQL database the component uses: for a worker the
-    Celery result backend when it is a database (`db+...`), otherwise the metadata DB."""
-    if component.name == "worker":
-        backend = settings.value(settings.RESULT_BACKEND, env) or ""
+    """The setting and URL of the PostgreSQL database the component waits for (its `database`
+    field): the Celery result backend when that is a database (`db+...`), or the metadata DB."""
+    if not component.database:
+        return None
+    if component.database == "result-backend":
+        backend = settings.RESULT_BACKEND.raw(env) or ""
         if backend.startswith("db+"):
             return settings.RESULT_BACKEND, backend[len("db+") :]
-    url = settings.value(settings.SQL_ALCHEMY_CONN, env)
+    url = settings.SQL_ALCHEMY_CONN.raw(env)
     return (settings.SQL_ALCHEMY_CONN, url) if url else None
 
 
+def _basic_auth_passwords(value: str) -> list[str]:
+    return [pair.partition(":")[2] for pair in value.split(",") if pair]
+
+
+def _plain_passwords(setting: settings.Setting, env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(where, password) for a setting of a component's `passwords` field: each of Flower's
+    basic-auth pairs, or the admin password when an admin user is to be created."""
+    if setting is settings.FLOWER_BASIC_AUTH:
+        return [(f"the password in {setting.name}", p) for p in _basic_auth_passwords(setting.raw(env) or "")]
+    if setting is settings.ADMIN_PASSWORD and not settings.ADMIN_USERNAME.raw(env):
+        return []
+    return [(setting.name, setting.raw(env) or "")]
+
+
 def passwords_to_check(component: Component, env: Mapping[str, str]) -> list[tuple[str, str]]:
-    """(setting, password) pairs this component uses: DB, broker, Flower basic auth, admin."""
+    """(setting, password) pairs this component uses: DB, broker, and its `passwords` field."""
     found = []
-    if component.waits_for_db and (db := database(component, env)):
+    if db := database(component, env):
         db_setting, url = db
-        found.append((f"the password in {db_setting.env}", _url_password(url)))
+        found.append((f"the password in {db_setting.name}", _url_password(url)))
     if component.waits_for_broker:
-        password = _url_password(settings.value(settings.BROKER_URL, env))
+        password = _url_password(settings.BROKER_URL.raw(env))
         if password is not None:
-            found.append((f"the password in {settings.BROKER_URL.env}", password))
-    if component.name == "flower":
-        for pair in filter(None, env.get("AIRFLOW__CELERY__FLOWER_BASIC_AUTH", "").split(",")):
-            found.append(("the password in AIRFLOW__CELERY__FLOWER_BASIC_AUTH", pair.partition(":")[2]))
-    if component.name == "init" and env.get("AIRFLOW_ADMIN_USERNAME"):
-        found.append(("AIRFLOW_ADMIN_PASSWORD", env.get("AIRFLOW_ADMIN_PASSWORD", "")))
+            found.append((f"the password in {settings.BROKER_URL.name}", password))
+    for setting in component.passwords:
+        found += _plain_passwords(setting, env)
     return found
 
 
@@ -141,8 +153,8 @@ def check_passwords(component: Component, env: Mapping[str, str]) -> None:
             raise StackError(
                 f"{where} is {problem}",
                 setting=where.removeprefix("the password in "),
-                fix="use a random password (make init generates them into .env); "
-                f"for a throwaway development stack only, set {WEAK_FLAG}=true",
+                fix="use a random password (make secrets generates them into .env); "
+                f"for a throwaway development stack only, set {settings.ALLOW_WEAK_SECRETS.name}=true",
             )
 
 
@@ -156,41 +168,26 @@ class Deadline:
         return max(1.0, self.end - time.monotonic())
 
 
-def wait_timeout(env: Mapping[str, str]) -> float:
-    raw = env.get("AIRFLOW_STACK_WAIT_TIMEOUT", str(DEFAULT_WAIT_TIMEOUT))
-    try:
-        timeout = float(raw)
-    except ValueError:
-        timeout = -1.0
-    if timeout <= 0:
-        raise StackError(
-            f"AIRFLOW_STACK_WAIT_TIMEOUT={raw!r} is not a positive number of seconds",
-            setting="AIRFLOW_STACK_WAIT_TIMEOUT",
-            fix="set it to e.g. 45, or unset it",
-        )
-    return timeout
-
-
 def wait_for_dependencies(component: Component, env: Mapping[str, str]) -> None:
     """Wait for the database, the broker and (a worker) the execution API, all within one deadline."""
-    deadline = Deadline(wait_timeout(env))
-    if component.waits_for_db and (db := database(component, env)):
+    deadline = Deadline(settings.WAIT_TIMEOUT.read(env))
+    if db := database(component, env):
         db_setting, url = db
-        endpoint = waiting.wait_for_postgres(url, db_setting.env, deadline.remaining())
+        endpoint = waiting.wait_for_postgres(url, db_setting.name, deadline.remaining())
         log(f"PostgreSQL at {endpoint} is ready")
     if component.waits_for_broker:
-        url = settings.value(settings.BROKER_URL, env)
+        url = settings.BROKER_URL.raw(env)
         if url:
-            endpoint = waiting.wait_for_redis(url, settings.BROKER_URL.env, deadline.remaining())
+            endpoint = waiting.wait_for_redis(url, settings.BROKER_URL.name, deadline.remaining())
             log(f"Redis at {endpoint} is ready")
-    if component.name == "worker" and settings.value(settings.EXECUTION_API_SERVER_URL, env):
-        setting = settings.EXECUTION_API_SERVER_URL.env
+    if component.waits_for_execution_api and settings.EXECUTION_API_SERVER_URL.raw(env):
+        setting = settings.EXECUTION_API_SERVER_URL.name
         endpoint = waiting.wait_for_execution_api(api_server_base(env), setting, deadline.remaining())
         log(f"the api-server's execution API at {endpoint} answers")
 
 
 def api_server_base(env: Mapping[str, str]) -> str:
-    url = (settings.value(settings.EXECUTION_API_SERVER_URL, env) or "").rstrip("/")
+    url = (settings.EXECUTION_API_SERVER_URL.raw(env) or "").rstrip("/")
     return url.removesuffix("/execution")
 
 
@@ -203,7 +200,7 @@ def fetch_api_server_fingerprints(env: Mapping[str, str]) -> dict[str, str]:
     except (OSError, ValueError) as exc:
         raise StackError(
             f"the api-server at {base} did not publish its fingerprints at /airflow-stack/fingerprints ({exc})",
-            setting=settings.EXECUTION_API_SERVER_URL.env,
+            setting=settings.EXECUTION_API_SERVER_URL.name,
             fix="point it at an api-server running this image (it serves /execution and /airflow-stack)",
         ) from None
 
@@ -214,10 +211,10 @@ def check_fingerprints(component: Component, env: Mapping[str, str]) -> None:
         for name, value in fingerprints.of_environment(env).items()
         if fingerprints.SHARED[name] in component.required
     }
-    if not mine or component.name == "init":
-        return  # init records them (initdb); flower shares none
+    if not mine or component.fingerprints in ("", "records"):
+        return  # db-migrate records them (jobs.db_migrate); Flower shares none
     log(f"secret fingerprints: {fingerprints.describe(mine)}")
-    if component.name == "worker":
+    if component.fingerprints == "api-server-endpoint":
         reference = fetch_api_server_fingerprints(env)
         fingerprints.compare(
             mine, reference, "the api-server's",
@@ -233,12 +230,12 @@ def check_fingerprints(component: Component, env: Mapping[str, str]) -> None:
         raise StackError(
             "the metadata DB holds no fingerprints of the shared secrets yet",
             setting=metadb.FINGERPRINT_TABLE,
-            fix="run init first (`airflow-stack run init`; compose does it before every component)",
+            fix="run db-migrate first (`airflow-stack run db-migrate`; compose does it before every component)",
         )
     fingerprints.compare(
-        mine, recorded, "the value recorded by init",
+        mine, recorded, "the value recorded by db-migrate",
         fix="give every container the same value (locally: the one in .env; on ECS: the same Secrets Manager "
-        "secret); to change it on purpose, follow README 'Rotating secrets'",
+        f"secret); to change it on purpose, follow {docs('secrets.md#rotating-secrets')}",
     )  # fmt: skip
 
 
@@ -248,5 +245,5 @@ def run(component: Component, env: Mapping[str, str] | None = None) -> None:
     check_passwords(component, env)
     wait_for_dependencies(component, env)
     check_fingerprints(component, env)
-    if component.name in s3logs.COMPONENTS and s3logs.enabled(env):
+    if component.task_logs and s3logs.enabled(env):
         log(f"remote logging: wrote and deleted {s3logs.probe(env)}")

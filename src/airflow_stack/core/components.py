@@ -1,7 +1,9 @@
-"""What each Airflow component runs, which secrets it needs and what it waits for.
+"""The component table: everything that differs between the image's components, as fields.
 
-This table is the single place that maps a component name (as used by `airflow-stack run`,
-the compose file and the ECS task definitions) to the Airflow command it execs.
+A component name is the same everywhere: `airflow-stack run NAME`, the compose service and the
+ECS container. The entrypoint (cli), the start-up checks (preflight), the health probes
+(healthcheck) and `make up`'s wait (stackwait) read these fields; none of them tests a name.
+Standard library only: the host tools read it too.
 """
 
 from __future__ import annotations
@@ -20,104 +22,173 @@ _SHARED_SECRETS = (settings.FERNET_KEY, settings.JWT_SECRET, settings.API_SECRET
 
 
 @dataclass(frozen=True)
+class Probe:
+    """How `airflow-stack healthcheck NAME` asks whether a component is well, without importing Airflow."""
+
+    kind: str  # "http": GET target | "heartbeat": the job `target`'s heartbeat | "celery-ping" | "dag-sync-status"
+    target: str = ""
+
+
+@dataclass(frozen=True)
 class Component:
     name: str
-    argv: tuple[str, ...]  # empty: one-shot jobs run in-process (init, bootstrap)
-    required: tuple[Setting, ...]
-    waits_for_db: bool
-    waits_for_broker: bool
+    summary: str
+    # What runs after the checks: a command that replaces the entrypoint (signals reach it), or a
+    # "module:function" called in-process with the environment.
+    command: tuple[str, ...] = ()
+    job: str = ""
+    one_shot: bool = False  # runs once and exits 0; compose waits for it to complete
+    required: tuple[Setting, ...] = ()  # refused at start when missing
+    # The PostgreSQL database waited for: "metadata", or "result-backend" (the Celery result
+    # backend when it is a database, else the metadata DB); "" for none.
+    database: str = ""
+    waits_for_broker: bool = False
+    waits_for_execution_api: bool = False
+    # Where the shared secrets' fingerprints are compared: "metadata-db" (recorded by
+    # db-migrate), "api-server-endpoint" (it publishes them), "records" (db-migrate writes them), "".
+    fingerprints: str = ""
     serves_logs: bool = False  # runs Airflow's log server unless AIRFLOW_STACK_SERVE_LOGS=false
-    prepare_env: Callable[[MutableMapping[str, str]], None] | None = None  # before exec, e.g. flower_environment
+    task_logs: bool = False  # writes or reads task logs: with S3 logs on, probes the bucket at start
+    passwords: tuple[Setting, ...] = ()  # plain passwords checked at start, beyond those in URLs
+    probe: Probe | None = None
+    prepare_env: Callable[[MutableMapping[str, str]], None] | None = None  # before the command runs
 
 
 def flower_environment(env: MutableMapping[str, str]) -> None:
     """Hands Airflow's broker URL and Flower basic auth to plain Celery and Flower, through the
     environment (never the command line, which `ps` shows)."""
-    broker = settings.value(settings.BROKER_URL, env)
+    broker = settings.BROKER_URL.raw(env)
     if not broker:
         raise StackError(
-            f"Flower runs without Airflow, so it cannot resolve {settings.BROKER_URL.env}_CMD or _SECRET",
-            setting=settings.BROKER_URL.env,
-            fix=f"give Flower {settings.BROKER_URL.env} itself, or {settings.BROKER_URL.env}_FILE",
+            f"Flower runs without Airflow, so it cannot resolve {settings.BROKER_URL.name}_CMD or _SECRET",
+            setting=settings.BROKER_URL.name,
+            fix=f"give Flower {settings.BROKER_URL.name} itself, or {settings.BROKER_URL.name}_FILE",
         )
     env["CELERY_BROKER_URL"] = broker
-    if env.get(settings.FLOWER_BASIC_AUTH):
-        env["FLOWER_BASIC_AUTH"] = env[settings.FLOWER_BASIC_AUTH]
+    if basic_auth := settings.FLOWER_BASIC_AUTH.raw(env):
+        env["FLOWER_BASIC_AUTH"] = basic_auth
 
+
+_AIRFLOW = {"required": (*_SHARED_SECRETS, settings.SQL_ALCHEMY_CONN), "database": "metadata"}
 
 COMPONENTS: dict[str, Component] = {
     c.name: c
     for c in (
         Component(
             "api-server",
-            ("airflow", "api-server", "--port", str(API_SERVER_PORT)),
-            (*_SHARED_SECRETS, settings.SQL_ALCHEMY_CONN),
-            waits_for_db=True,
-            waits_for_broker=False,
+            "the UI, the REST API and the workers' execution API",
+            command=("airflow", "api-server", "--port", str(API_SERVER_PORT)),
+            **_AIRFLOW,
+            fingerprints="metadata-db",
+            task_logs=True,
+            probe=Probe("http", f"http://127.0.0.1:{API_SERVER_PORT}/api/v2/monitor/health"),
         ),
         Component(
             "scheduler",
-            ("airflow", "scheduler"),
-            (*_SHARED_SECRETS, settings.SQL_ALCHEMY_CONN, settings.BROKER_URL),
-            waits_for_db=True,
+            "creates DAG runs and queues their tasks on Celery",
+            command=("airflow", "scheduler"),
+            required=(*_AIRFLOW["required"], settings.BROKER_URL),
+            database="metadata",
             waits_for_broker=True,
+            fingerprints="metadata-db",
+            task_logs=True,
+            # Its own health server ([scheduler] enable_health_check) would cost a process of about
+            # 80 MiB to answer what its heartbeat answers.
+            probe=Probe("heartbeat", "SchedulerJob"),
         ),
         Component(
             "dag-processor",
-            ("airflow", "dag-processor"),
-            (*_SHARED_SECRETS, settings.SQL_ALCHEMY_CONN),
-            waits_for_db=True,
-            waits_for_broker=False,
+            "parses DAG files into the metadata DB",
+            command=("airflow", "dag-processor"),
+            **_AIRFLOW,
+            fingerprints="metadata-db",
+            task_logs=True,
+            probe=Probe("heartbeat", "DagProcessorJob"),
         ),
         Component(
             "triggerer",
-            ("airflow", "triggerer"),
-            (*_SHARED_SECRETS, settings.SQL_ALCHEMY_CONN),
-            waits_for_db=True,
-            waits_for_broker=False,
+            "runs deferred tasks' triggers",
+            command=("airflow", "triggerer"),
+            **_AIRFLOW,
+            fingerprints="metadata-db",
             serves_logs=True,
+            task_logs=True,
+            probe=Probe("heartbeat", "TriggererJob"),
         ),
         Component(
             "worker",
-            ("airflow", "celery", "worker"),
-            (*_SHARED_SECRETS, settings.BROKER_URL, settings.EXECUTION_API_SERVER_URL),
-            waits_for_db=True,  # the Celery result backend is the metadata DB
+            "a Celery worker: runs tasks, talks to the api-server, never to the metadata DB",
+            command=("airflow", "celery", "worker"),
+            required=(*_SHARED_SECRETS, settings.BROKER_URL, settings.EXECUTION_API_SERVER_URL),
+            database="result-backend",
             waits_for_broker=True,
+            waits_for_execution_api=True,
+            fingerprints="api-server-endpoint",
             serves_logs=True,
+            task_logs=True,
+            probe=Probe("celery-ping"),
         ),
         Component(
             "flower",
+            "Celery's monitoring UI",
             # Plain Celery's Flower, not `airflow celery flower`: Flower needs the broker only, and
             # without Airflow imported it takes about 50 MiB instead of 135 (flower_environment).
-            ("celery", "flower", "--address=0.0.0.0", f"--port={FLOWER_PORT}"),
-            (settings.BROKER_URL,),
-            waits_for_db=False,
+            command=("celery", "flower", "--address=0.0.0.0", f"--port={FLOWER_PORT}"),
+            required=(settings.BROKER_URL,),
             waits_for_broker=True,
+            passwords=(settings.FLOWER_BASIC_AUTH,),
+            probe=Probe("http", f"http://127.0.0.1:{FLOWER_PORT}/healthcheck"),
             prepare_env=flower_environment,
         ),
         Component(
-            "init",
-            (),
-            (*_SHARED_SECRETS, settings.SQL_ALCHEMY_CONN),
-            waits_for_db=True,
-            waits_for_broker=False,
+            "db-migrate",
+            "one-shot: records the secrets' fingerprints, migrates the metadata DB, creates the admin user",
+            job="airflow_stack.jobs.db_migrate:run",
+            one_shot=True,
+            **_AIRFLOW,
+            fingerprints="records",
+            passwords=(settings.ADMIN_PASSWORD,),
         ),
         Component(
             "bootstrap",
-            (),
-            (settings.FERNET_KEY, settings.SQL_ALCHEMY_CONN),
-            waits_for_db=True,
-            waits_for_broker=False,
+            "one-shot: applies the connections, variables and pools file",
+            job="airflow_stack.jobs.bootstrap:run",
+            one_shot=True,
+            required=(settings.FERNET_KEY, settings.SQL_ALCHEMY_CONN),
+            database="metadata",
+        ),
+        Component(
+            "dag-sync",
+            "pulls versioned DAG artifacts and switches them in atomically",
+            job="airflow_stack.dags.dagsync:serve",
+            required=(settings.DAG_SOURCE,),
+            probe=Probe("dag-sync-status"),
+        ),
+        Component(
+            "monitor",
+            "queue depth, desired workers and heartbeat ages to logs, Prometheus and CloudWatch",
+            job="airflow_stack.ops.monitor:serve",
+            required=(settings.SQL_ALCHEMY_CONN,),
+            database="metadata",
+        ),
+        Component(
+            "log-groomer",
+            "deletes local log files past their retention",
+            job="airflow_stack.ops.loggroom:serve",
         ),
     )
 }
 
 
 def argv(component: Component, env: Mapping[str, str]) -> tuple[str, ...]:
-    """The command the component execs, without its log server when AIRFLOW_STACK_SERVE_LOGS=false."""
-    if component.serves_logs and not settings.boolean(env, settings.SERVE_LOGS, default=True):
-        return (*component.argv, "--skip-serve-logs")
-    return component.argv
+    """The command the component runs, without its log server when AIRFLOW_STACK_SERVE_LOGS=false."""
+    if component.serves_logs and not settings.SERVE_LOGS.read(env):
+        return (*component.command, "--skip-serve-logs")
+    return component.command
+
+
+def one_shot_names() -> frozenset[str]:
+    return frozenset(name for name, component in COMPONENTS.items() if component.one_shot)
 
 
 def get(name: str) -> Component:

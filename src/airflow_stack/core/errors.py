@@ -1,5 +1,5 @@
-"""How the entrypoint speaks: one-line progress on stderr, and the one exception it raises
-for a refusal, with how it is shown.
+"""How the entrypoint speaks: one-line progress on stderr, the one exception it raises for a
+refusal, with how it is shown, and the links into the docs that refusals give.
 
 Every refusal says what is wrong, which setting or file it concerns, and how to fix it.
 """
@@ -7,6 +7,12 @@ Every refusal says what is wrong, which setting or file it concerns, and how to 
 from __future__ import annotations
 
 import sys
+
+
+def docs(page_and_anchor: str) -> str:
+    """A link into the repository's docs folder, e.g. `docs("secrets.md#rotating-secrets")`; a unit
+    test checks that every such page and anchor exists."""
+    return f"docs/{page_and_anchor}"
 
 
 def log(message: str) -> None:

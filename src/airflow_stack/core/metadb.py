@@ -21,7 +21,7 @@ def libpq_url(sqlalchemy_url: str) -> str:
 def connect(env: Mapping[str, str], timeout: int = 5):
     import psycopg2
 
-    url = settings.value(settings.SQL_ALCHEMY_CONN, env) or ""
+    url = settings.SQL_ALCHEMY_CONN.raw(env) or ""
     return psycopg2.connect(libpq_url(url), connect_timeout=timeout)
 
 

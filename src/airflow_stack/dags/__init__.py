@@ -1,0 +1,1 @@
+"""DAG deployment: dag-sync, its sources, safe extraction, validation, the release store and the DAG bundle."""

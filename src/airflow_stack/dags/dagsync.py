@@ -1,6 +1,6 @@
-"""`airflow-stack dag-sync`: pull versioned DAG artifacts and switch them in atomically.
+"""The `dag-sync` component: pull versioned DAG artifacts and switch them in atomically.
 
-    airflow-stack dag-sync             poll the source every AIRFLOW_STACK_DAG_SYNC_INTERVAL s
+    airflow-stack run dag-sync         poll the source every AIRFLOW_STACK_DAG_SYNC_INTERVAL s
     airflow-stack dag-sync --once      one poll; exit 1 if it failed
     airflow-stack dag-sync status      print the status record (JSON)
     airflow-stack dag-sync rollback [VERSION]
@@ -12,6 +12,7 @@ not current, download it (size-capped), verify its SHA-256 when offered, extract
 (archive), import its DAGs in a child process (dagvalidate), move it into the release store
 and point `current` at it (releases). Any failure leaves the live release untouched, is logged
 and recorded in status.json, and the next poll tries again. One log line per decision.
+Every setting is in the registry (core.settings, group "DAG deployment").
 """
 
 from __future__ import annotations
@@ -21,17 +22,14 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
-
-from airflow_stack.dags import archive, dagsource, dagvalidate
+from airflow_stack.core import settings
 from airflow_stack.core.errors import StackError, log
-from airflow_stack.dags.releases import (
-    DEFAULT_RELEASES_DIR, DEFAULT_SYNC_INTERVAL, RELEASES_DIR_SETTING, Status, Store, now_iso, store_of,
-)  # fmt: skip
+from airflow_stack.dags import archive, dagsource, dagvalidate
+from airflow_stack.dags.releases import DEFAULT_RELEASES_DIR, RELEASES_DIR_SETTING, Status, Store, now_iso, store_of
 
-USAGE = __doc__.split("\n\n")[1]
 MB = 1024 * 1024
 
 
@@ -39,69 +37,58 @@ class ChecksumMismatch(Exception):
     pass
 
 
-class DagSyncSettings(BaseModel):
-    """Every setting of dag-sync. Field `x` is read from AIRFLOW_STACK_DAG_X, except those in
-    ENV_NAMES; an empty variable counts as unset (README "DAG deployment")."""
+@dataclass(frozen=True)
+class DagSyncSettings:
+    """dag-sync's settings, read from the registry (each refused by name when bad)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    source: str = Field(description="http(s)://... or s3://bucket/key: an artifact or a version pointer")
-    releases_dir: Path = Field(Path(DEFAULT_RELEASES_DIR), description="the release store (EFS on AWS)")
-    # 5 s: a conditional request answered 304 costs next to nothing, and the mean wait for a
-    # poll is half the interval (30 s would make "visible in 10 s" impossible).
-    sync_interval: float = Field(DEFAULT_SYNC_INTERVAL, gt=0, description="seconds between polls")
-    keep_releases: int = Field(10, ge=2, description="releases kept on disk, the current one included")
-    validate_dags: bool = True
-    validate_timeout: float = Field(300.0, gt=0)
-    require_checksum: bool = False
-    max_archive_mb: float = Field(200.0, gt=0)
-    max_extracted_mb: float = Field(1000.0, gt=0)
-    max_files: int = Field(20000, gt=0)
-    source_timeout: float = Field(30.0, gt=0)
-    source_token: SecretStr | None = None
-    source_token_file: Path | None = None
-    source_username: str | None = None
-    source_password: SecretStr | None = None
-    source_password_file: Path | None = None
-    source_ca_bundle: str | None = None
-    s3_endpoint_url: str | None = None
-
-
-ENV_NAMES = {"validate_dags": "AIRFLOW_STACK_DAG_VALIDATE", "s3_endpoint_url": "AIRFLOW_STACK_S3_ENDPOINT_URL"}
+    source: str
+    releases_dir: Path
+    sync_interval: float
+    keep_releases: int
+    validate_dags: bool
+    validate_timeout: float
+    require_checksum: bool
+    max_archive_mb: float
+    max_extracted_mb: float
+    max_files: int
+    source_timeout: float
+    source_token: str | None
+    source_username: str | None
+    source_password: str | None
+    source_ca_bundle: Path | None
+    s3_endpoint_url: str | None
 
 
 def load_settings(env: Mapping[str, str]) -> DagSyncSettings:
-    """The settings from `env`; a StackError naming each bad variable."""
-    try:
-        return DagSyncSettings(**{f: env[_env_name(f)] for f in DagSyncSettings.model_fields if env.get(_env_name(f))})
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
-            name = _env_name(field)
-            shown = "" if "token" in field or "password" in field else f"={env.get(name, '')!r}"
-            problems.append(f"{name}{shown}: {error['msg']}")
+    """The settings from `env` (their `*_FILE` twins resolved already); a StackError naming a bad one."""
+    values = settings.read_all(env, _FIELDS)
+    if not values["source"]:
         raise StackError(
-            "dag-sync settings are invalid: " + "; ".join(problems),
-            setting=", ".join(_env_name(str(e["loc"][0])) for e in exc.errors() if e["loc"]),
-            fix="correct them (README 'DAG deployment' lists every setting and its default)",
-        ) from None
+            f"{settings.DAG_SOURCE.name} is not set: dag-sync has nowhere to pull DAG releases from",
+            setting=settings.DAG_SOURCE.name,
+            fix=f"point it at an artifact (…/dags.tar.gz) or a version pointer (…/LATEST); see {settings.DAG_SOURCE.anchor}",
+        )
+    return DagSyncSettings(**values | {"releases_dir": values["releases_dir"] or DEFAULT_RELEASES_DIR})
 
 
-def _env_name(field: str) -> str:
-    return ENV_NAMES.get(field, f"AIRFLOW_STACK_DAG_{field.upper()}")
-
-
-def _secret(value: SecretStr | None, file: Path | None, name: str) -> str | None:
-    if value is not None and file is not None:
-        raise StackError(f"both {name} and {name}_FILE are set", setting=name, fix="keep only one of them")
-    if file is None:
-        return value.get_secret_value() if value else None
-    try:
-        return file.read_text().strip()
-    except OSError as exc:
-        raise StackError(f"{name}_FILE={file} cannot be read ({exc.strerror})", setting=f"{name}_FILE",
-                         fix="mount the file readable by this container's user") from None  # fmt: skip
+_FIELDS = {
+    "source": settings.DAG_SOURCE,
+    "releases_dir": settings.DAG_RELEASES_DIR,
+    "sync_interval": settings.DAG_SYNC_INTERVAL,
+    "keep_releases": settings.DAG_KEEP_RELEASES,
+    "validate_dags": settings.DAG_VALIDATE,
+    "validate_timeout": settings.DAG_VALIDATE_TIMEOUT,
+    "require_checksum": settings.DAG_REQUIRE_CHECKSUM,
+    "max_archive_mb": settings.DAG_MAX_ARCHIVE_MB,
+    "max_extracted_mb": settings.DAG_MAX_EXTRACTED_MB,
+    "max_files": settings.DAG_MAX_FILES,
+    "source_timeout": settings.DAG_SOURCE_TIMEOUT,
+    "source_token": settings.DAG_SOURCE_TOKEN,
+    "source_username": settings.DAG_SOURCE_USERNAME,
+    "source_password": settings.DAG_SOURCE_PASSWORD,
+    "source_ca_bundle": settings.DAG_SOURCE_CA_BUNDLE,
+    "s3_endpoint_url": settings.S3_ENDPOINT_URL,
+}
 
 
 def make_source(cfg: DagSyncSettings) -> dagsource.Source:
@@ -116,12 +103,12 @@ def make_source(cfg: DagSyncSettings) -> dagsource.Source:
     if location.startswith(("http://", "https://")):
         return dagsource.HttpSource(
             location,
-            token=_secret(cfg.source_token, cfg.source_token_file, "AIRFLOW_STACK_DAG_SOURCE_TOKEN"),
+            token=cfg.source_token,
             username=cfg.source_username,
-            password=_secret(cfg.source_password, cfg.source_password_file, "AIRFLOW_STACK_DAG_SOURCE_PASSWORD"),
+            password=cfg.source_password,
             timeout=cfg.source_timeout,
             max_bytes=max_bytes,
-            ca_bundle=cfg.source_ca_bundle,
+            ca_bundle=str(cfg.source_ca_bundle) if cfg.source_ca_bundle else None,
         )
     raise StackError(
         f"AIRFLOW_STACK_DAG_SOURCE={location!r} is neither an http(s):// nor an s3:// URL",
@@ -261,27 +248,21 @@ def status_of(store: Store) -> dict:
     return record
 
 
-def main(args: list[str], env: Mapping[str, str]) -> int:
+def serve(env: Mapping[str, str], once: bool = False) -> int:
+    """Poll every AIRFLOW_STACK_DAG_SYNC_INTERVAL seconds (once: one poll, 1 if it failed)."""
     # SIGTERM ends the service between or during polls; staging is cleaned by `finally`
     # blocks and again at the next start, and the switch itself is one rename.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    command = args[0] if args and not args[0].startswith("-") else "serve"
-    if command == "status":
-        print(json.dumps(status_of(store_of(env)), indent=2, sort_keys=True))
-        return 0
-    if command not in ("serve", "rollback", "resume"):
-        raise StackError(f"unknown dag-sync command {command!r}", fix=USAGE)
-    if command == "rollback":
-        log(f"dag-sync: {rollback(store_of(env), args[1] if len(args) > 1 else None)}")
-        return 0
-    if command == "resume":
-        log(f"dag-sync: {resume(store_of(env))}")
-        return 0
     sync = build(env)
     with sync.store.lock():
         sync.store.prepare()
-    if "--once" in args:
+    if once:
         ok, _ = sync.poll()
         return 0 if ok else 1
     sync.serve()
+    return 0
+
+
+def print_status(env: Mapping[str, str]) -> int:
+    print(json.dumps(status_of(store_of(env)), indent=2, sort_keys=True))
     return 0

@@ -34,11 +34,8 @@ from pathlib import Path
 from airflow_stack.core import settings
 from airflow_stack.core.errors import StackError
 
-RELEASES_DIR_SETTING = "AIRFLOW_STACK_DAG_RELEASES_DIR"
-DEFAULT_RELEASES_DIR = "/opt/airflow/dag-releases"
-REFRESH_SETTING = "AIRFLOW_STACK_DAG_REFRESH_INTERVAL"
-# dag-sync's default poll interval (its settings and the healthcheck's staleness limit)
-DEFAULT_SYNC_INTERVAL = 5.0
+RELEASES_DIR_SETTING = settings.DAG_RELEASES_DIR.name
+DEFAULT_RELEASES_DIR = Path("/opt/airflow/dag-releases")  # dag-sync's store when the setting is unset
 BUNDLE_NAME = "dags-folder"  # the name of Airflow's default bundle: switching modes keeps every DAG's identity
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 
@@ -90,7 +87,7 @@ class Status:
 
 def store_of(env: Mapping[str, str]) -> Store:
     """The store AIRFLOW_STACK_DAG_RELEASES_DIR names, or the default one."""
-    return Store(env.get(RELEASES_DIR_SETTING) or DEFAULT_RELEASES_DIR)
+    return Store(settings.DAG_RELEASES_DIR.read(env) or DEFAULT_RELEASES_DIR)
 
 
 class Store:
@@ -247,17 +244,23 @@ def configure_airflow(env: MutableMapping[str, str]) -> None:
     set. The bundle is refreshed every AIRFLOW_STACK_DAG_REFRESH_INTERVAL s (default 2; a
     readlink and one small DB update), so a new release is parsed seconds after its switch, and
     its serialized DAGs are written at once. Explicit AIRFLOW__* settings still win."""
-    root = env.get(RELEASES_DIR_SETTING)
+    root = settings.DAG_RELEASES_DIR.read(env)
     if not root:
         return
-    refresh = settings.positive_int(env, REFRESH_SETTING, 2)
+    refresh = settings.DAG_REFRESH_INTERVAL.read(env)
     bundle = {"name": BUNDLE_NAME, "classpath": "airflow_stack.dags.dagbundle.ReleaseDagBundle",
-              "kwargs": {"releases_dir": root, "refresh_interval": refresh}}  # fmt: skip
-    env.setdefault("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps([bundle]))
-    env.setdefault("AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL", str(refresh))
+              "kwargs": {"releases_dir": str(root), "refresh_interval": refresh}}  # fmt: skip
+    _default(env, settings.DAG_BUNDLE_CONFIG_LIST, json.dumps([bundle]))
+    _default(env, settings.BUNDLE_REFRESH_CHECK_INTERVAL, str(refresh))
     # Airflow skips writing a changed serialized DAG within 30 s of its last write, while it
     # already records the new bundle version on the DAG: a release published within 30 s of the
     # previous one would wait for the next parse, and a run created meanwhile would pair the old
     # DAG structure with the new code. Files are still parsed at most every
     # min_file_process_interval (30 s), so this does not raise the write rate of steady DAGs.
-    env.setdefault("AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL", "0")
+    _default(env, settings.MIN_SERIALIZED_DAG_UPDATE_INTERVAL, "0")
+
+
+def _default(env: MutableMapping[str, str], setting: settings.Setting, value: str) -> None:
+    """Set an Airflow option the stack derives, unless it is given (an empty value counts as unset)."""
+    if not setting.raw(env):
+        env[setting.name] = value

@@ -1,5 +1,5 @@
 """The host side of `make -C deploy/aws`: the parameters each CloudFormation stack gets, and
-the fernet key secret. Standard library only, like hostinit; AWS is called through the `aws` CLI
+the fernet key secret. Standard library only, like host.envfile; AWS is called through the `aws` CLI
 (`AWS` in the environment may name another command, e.g. with `--profile`).
 
     python3 -m airflow_stack.host.awsdeploy params TEMPLATE PARAMS_FILE [--outputs-of STACK]... [KEY=VALUE]...

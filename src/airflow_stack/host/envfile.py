@@ -1,4 +1,4 @@
-"""`make init` on the host: write .env once with generated secrets, and prepare the folders
+"""`make secrets` on the host: write .env once with generated secrets, and prepare the folders
 the containers write to. Standard library only: it runs before any image exists.
 
     python3 -m airflow_stack.host.envfile [--env-file .env] [--logs-dir logs]
@@ -54,9 +54,9 @@ def render_env(uid: int) -> str:
     if aws:
         values["AWS_CONFIG_DIR"] = aws
     header = (
-        "# Written once by `make init`: secrets for this stack. Keep this file private (mode 600)\n"
+        "# Written once by `make secrets`: secrets for this stack. Keep this file private (mode 600)\n"
         "# and never commit it. Every container reads the same values from here, so the fernet\n"
-        "# key, JWT secret and API secret key are identical everywhere. Settings: see README.\n"
+        "# key, JWT secret and API secret key are identical everywhere. Variables: docs/local-stack.md.\n"
     )
     return header + "".join(f"{key}={value}\n" for key, value in values.items())
 
@@ -100,7 +100,7 @@ def fernet_add(path: Path) -> str:
         raise SystemExit(
             f"error: AIRFLOW_FERNET_KEY in {path} is {'a list' if current else 'missing'}; a rotation starts "
             "from exactly one key.\n       fix: finish the previous rotation with "
-            f"`python3 -m airflow_stack.host.envfile fernet-drop --env-file {path}`, or run make init"
+            f"`python3 -m airflow_stack.host.envfile fernet-drop --env-file {path}`, or run make secrets"
         )
     set_env_value(path, "AIRFLOW_FERNET_KEY", f"{fernet_key()},{current}")
     return "rotate-fernet-key: a new key is now first in AIRFLOW_FERNET_KEY; the current one is second"
@@ -121,7 +121,7 @@ def prepare_dir(path: Path, uid: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="make init", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="make secrets", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", nargs="?", choices=["env", "fernet-key", "fernet-add", "fernet-drop"], default="env")
     parser.add_argument("--env-file", type=Path, default=Path(".env"))
     parser.add_argument("--logs-dir", type=Path, default=Path("logs"))
@@ -134,9 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     uid = container_uid()
     if write_env_file(args.env_file, uid):
-        print(f"init: wrote {args.env_file} with generated secrets (containers run as uid {uid})")
+        print(f"secrets: wrote {args.env_file} with generated secrets (containers run as uid {uid})")
     else:
-        print(f"init: {args.env_file} exists; left unchanged (delete it to generate new secrets)")
+        print(f"secrets: {args.env_file} exists; left unchanged (delete it to generate new secrets)")
     prepare_dir(args.logs_dir, uid)
     return 0
 

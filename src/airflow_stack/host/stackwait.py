@@ -16,8 +16,10 @@ import sys
 import time
 from dataclasses import dataclass
 
-# The compose services that run once and exit 0 when done (docker-compose.yml).
-ONE_SHOT_SERVICES = frozenset({"init", "bootstrap"})
+from airflow_stack.core import components
+
+# The compose services that run once and exit 0 when done: the one-shot components.
+ONE_SHOT_SERVICES = components.one_shot_names()
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ def wait(compose: list[str], timeout: float, one_shot: set[str], out=sys.stdout)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stackwait", description=__doc__.split("\n\n")[0])
     parser.add_argument("--timeout", type=float, default=300)
-    parser.add_argument("--one-shot", action="append", default=None, help="services that run once (default: init, bootstrap)")
+    parser.add_argument("--one-shot", action="append", default=None, help=f"services that run once (default: {', '.join(sorted(ONE_SHOT_SERVICES))})")
     parser.add_argument("compose", nargs="*", help="the compose command (default: docker compose)")
     args = parser.parse_args(argv)
     compose = args.compose or ["docker", "compose"]

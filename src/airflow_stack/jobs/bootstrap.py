@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_stack.core.errors import StackError, log
+from airflow_stack.core import settings
+from airflow_stack.core.errors import StackError, docs, log
 
-DEFAULT_FILE = "/opt/airflow/config/connections.yaml"
-FILE_SETTING = "AIRFLOW_STACK_BOOTSTRAP_FILE"
+FILE_SETTING = settings.BOOTSTRAP_FILE.name
 _PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq"))
 _REFERENCE = re.compile(r"\$\{(file:(?P<path>[^}]+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?)\}")
 
@@ -79,7 +79,7 @@ class Problems:
                 f"{self.path} is not valid ({len(self.items)} problem(s)); nothing was applied:\n  "
                 + "\n  ".join(self.items),
                 setting=FILE_SETTING,
-                fix="correct the file (README 'Connections, variables and pools' shows the format) and run again",
+                fix=f"correct the file ({docs('connections.md#the-file')} shows the format) and run again",
             )
 
 
@@ -293,7 +293,7 @@ def apply(spec) -> Report:
 
 def run(env: Mapping[str, str] | None = None) -> None:
     env = os.environ if env is None else env
-    path = Path(env.get(FILE_SETTING, DEFAULT_FILE))
+    path = settings.BOOTSTRAP_FILE.read(env)
     spec = load(path, env)
     log(f"bootstrap: {path} is valid: {len(spec.connections)} connection(s), "
         f"{len(spec.variables)} variable(s), {len(spec.pools)} pool(s)")

@@ -1,0 +1,1 @@
+"""Operations: the monitor, the log groomer and S3 task logs."""

@@ -1,9 +1,10 @@
-"""`airflow-stack groom-logs`: keep the local log folder from filling the disk.
+"""The `log-groomer` component: keep the local log folder from filling the disk.
 
 Every AIRFLOW_STACK_LOG_GROOM_INTERVAL seconds (default 3600) it deletes files under
 [logging] base_log_folder older than AIRFLOW_STACK_LOG_RETENTION_DAYS (default 15), then the
 empty folders that are as old (a new empty folder is about to receive a log). With S3 remote logging on, task logs are in S3 already; this keeps the
-component logs (scheduler, dag-processor) in check too. `--once` runs one pass.
+component logs (scheduler, dag-processor) in check too. `airflow-stack groom-logs --once`
+runs one pass.
 """
 
 from __future__ import annotations
@@ -13,21 +14,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from airflow_stack.core.errors import StackError, log
-
-RETENTION_SETTING = "AIRFLOW_STACK_LOG_RETENTION_DAYS"
-INTERVAL_SETTING = "AIRFLOW_STACK_LOG_GROOM_INTERVAL"
-
-
-def _positive(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, str(default))
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1
-    if value <= 0:
-        raise StackError(f"{name}={raw!r} is not a positive number", setting=name, fix=f"set it to e.g. {default:g}")
-    return value
+from airflow_stack.core import settings
+from airflow_stack.core.errors import log
 
 
 def groom(folder: Path, max_age_s: float, now: float | None = None) -> tuple[int, int]:
@@ -61,14 +49,15 @@ def groom(folder: Path, max_age_s: float, now: float | None = None) -> tuple[int
     return files, folders
 
 
-def main(args: list[str], env: Mapping[str, str]) -> None:
-    folder = Path(env.get("AIRFLOW__LOGGING__BASE_LOG_FOLDER", "/opt/airflow/logs"))
-    days = _positive(env, RETENTION_SETTING, 15)
-    interval = _positive(env, INTERVAL_SETTING, 3600)
-    log(f"groom-logs: deleting files older than {days:g} days under {folder} every {interval:g} s")
+def serve(env: Mapping[str, str], once: bool = False) -> int:
+    """Groom every AIRFLOW_STACK_LOG_GROOM_INTERVAL seconds (once: one pass)."""
+    folder = settings.BASE_LOG_FOLDER.read(env)
+    days = settings.LOG_RETENTION_DAYS.read(env)
+    interval = settings.LOG_GROOM_INTERVAL.read(env)
+    log(f"log-groomer: deleting files older than {days:g} days under {folder} every {interval:g} s")
     while True:
         files, folders = groom(folder, days * 86400)
-        log(f"groom-logs: deleted {files} file(s) and {folders} empty folder(s)")
-        if "--once" in args:
-            return
+        log(f"log-groomer: deleted {files} file(s) and {folders} empty folder(s)")
+        if once:
+            return 0
         time.sleep(interval)

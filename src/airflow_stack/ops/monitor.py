@@ -1,4 +1,4 @@
-"""`airflow-stack monitor`: the numbers that scale the workers and tell when the stack is sick.
+"""The `monitor` component: the numbers that scale the workers and tell when the stack is sick.
 
 Every AIRFLOW_STACK_MONITOR_INTERVAL seconds (30) it reads, without importing Airflow:
 
@@ -16,7 +16,7 @@ and sends one sample to each sink of AIRFLOW_STACK_MONITOR_SINKS (comma-separate
     cloudwatch  PutMetricData in AIRFLOW_STACK_MONITOR_NAMESPACE (AirflowStack), with the
                 dimension Stack=AIRFLOW_STACK_MONITOR_STACK (and Queue= for per-queue values)
 
-`--once` takes and sends one sample. A sample that fails (database down) is logged and the
+`airflow-stack monitor --once` takes and sends one sample. A sample that fails (database down) is logged and the
 next interval tries again; a missing value (no scheduler yet) is left out, never sent as 0.
 """
 
@@ -29,11 +29,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from airflow_stack.core import metadb, settings
+from airflow_stack.core.errors import log
 from airflow_stack.dags import releases
-from airflow_stack.core.errors import StackError, log
 
-SINKS = ("log", "prometheus", "cloudwatch")
-DEFAULT_WORKER_CONCURRENCY = 16  # Airflow's [celery] worker_concurrency default
+DEFAULT_WORKER_CONCURRENCY = settings.WORKER_CONCURRENCY.default  # Airflow's [celery] worker_concurrency
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,7 @@ class Sample:
 
 
 def release_age(env: Mapping[str, str]) -> float | None:
-    root = env.get(releases.RELEASES_DIR_SETTING)
+    root = settings.DAG_RELEASES_DIR.read(env)
     if not root:
         return None
     activated = releases.Store(root).read_status().last_activation
@@ -84,7 +83,7 @@ def take_sample(env: Mapping[str, str]) -> Sample:
     return Sample(
         queued={queue: n for (state, queue), n in counts.items() if state == "queued"},
         running={queue: n for (state, queue), n in counts.items() if state == "running"},
-        worker_concurrency=settings.positive_int(env, "AIRFLOW__CELERY__WORKER_CONCURRENCY", DEFAULT_WORKER_CONCURRENCY),
+        worker_concurrency=settings.WORKER_CONCURRENCY.read(env),
         scheduler_heartbeat_age=heartbeat,
         dag_release_age=release_age(env),
     )
@@ -104,7 +103,7 @@ def log_sink(_env: Mapping[str, str]) -> Callable[[Sample], None]:
 def prometheus_sink(env: Mapping[str, str]) -> Callable[[Sample], None]:
     from prometheus_client import Gauge, start_http_server
 
-    port = settings.positive_int(env, "AIRFLOW_STACK_MONITOR_PROMETHEUS_PORT", 9108)
+    port = settings.MONITOR_PROMETHEUS_PORT.read(env)
     gauges: dict[str, Gauge] = {}
     start_http_server(port)
     log(f"monitor: Prometheus metrics at :{port}/metrics")
@@ -126,9 +125,9 @@ def _snake(name: str) -> str:
 def cloudwatch_sink(env: Mapping[str, str]) -> Callable[[Sample], None]:
     import boto3
 
-    namespace = env.get("AIRFLOW_STACK_MONITOR_NAMESPACE") or "AirflowStack"
-    stack = env.get("AIRFLOW_STACK_MONITOR_STACK") or "local"
-    client = boto3.client("cloudwatch", endpoint_url=env.get("AIRFLOW_STACK_CLOUDWATCH_ENDPOINT_URL") or None)
+    namespace = settings.MONITOR_NAMESPACE.read(env)
+    stack = settings.MONITOR_STACK.read(env)
+    client = boto3.client("cloudwatch", endpoint_url=settings.CLOUDWATCH_ENDPOINT_URL.read(env))
 
     def send(sample: Sample) -> None:
         data = [
@@ -143,21 +142,15 @@ def cloudwatch_sink(env: Mapping[str, str]) -> Callable[[Sample], None]:
 
 
 def make_sinks(env: Mapping[str, str]) -> list[Callable[[Sample], None]]:
-    names = [n.strip() for n in (env.get("AIRFLOW_STACK_MONITOR_SINKS") or "log").split(",") if n.strip()]
-    unknown = [n for n in names if n not in SINKS]
-    if unknown or not names:
-        raise StackError(
-            f"AIRFLOW_STACK_MONITOR_SINKS names unknown sinks: {', '.join(unknown) or '(none)'}",
-            setting="AIRFLOW_STACK_MONITOR_SINKS",
-            fix=f"use a comma-separated list of: {', '.join(SINKS)}",
-        )
+    names = settings.MONITOR_SINKS.read(env) or settings.MONITOR_SINKS.default
     factories = {"log": log_sink, "prometheus": prometheus_sink, "cloudwatch": cloudwatch_sink}
     return [factories[name](env) for name in names]
 
 
-def main(args: list[str], env: Mapping[str, str] | None = None) -> int:
+def serve(env: Mapping[str, str] | None = None, once: bool = False) -> int:
+    """Sample every AIRFLOW_STACK_MONITOR_INTERVAL seconds (once: one sample; 1 if it failed)."""
     env = os.environ if env is None else env
-    interval = settings.positive_int(env, "AIRFLOW_STACK_MONITOR_INTERVAL", 30)
+    interval = settings.MONITOR_INTERVAL.read(env)
     sinks = make_sinks(env)
     while True:
         started = time.monotonic()
@@ -166,9 +159,9 @@ def main(args: list[str], env: Mapping[str, str] | None = None) -> int:
             for send in sinks:
                 send(sample)
         except Exception as exc:  # noqa: BLE001 - a bad sample must not end the monitor
-            log(f"monitor: sample failed, next in {interval} s: {type(exc).__name__}: {str(exc).strip()}")
-            if "--once" in args:
+            log(f"monitor: sample failed, next in {interval:g} s: {type(exc).__name__}: {str(exc).strip()}")
+            if once:
                 return 1
-        if "--once" in args:
+        if once:
             return 0
         time.sleep(max(0.0, interval - (time.monotonic() - started)))

@@ -14,12 +14,12 @@ import uuid
 from collections.abc import Mapping, MutableMapping
 from urllib.parse import urlsplit
 
+from airflow_stack.core import settings
 from airflow_stack.core.errors import StackError
 
-URL_SETTING = "AIRFLOW_STACK_LOGS_S3_URL"
-ENDPOINT_SETTING = "AIRFLOW_STACK_S3_ENDPOINT_URL"
+URL_SETTING = settings.LOGS_S3_URL.name
+ENDPOINT_SETTING = settings.S3_ENDPOINT_URL.name
 CONN_ID = "s3_Airflow_Logs"
-COMPONENTS = frozenset({"api-server", "scheduler", "dag-processor", "triggerer", "worker"})
 
 
 def drop_empty_aws_variables(env: MutableMapping[str, str]) -> None:
@@ -43,20 +43,23 @@ def parse(url: str) -> tuple[str, str]:
 def configure(env: MutableMapping[str, str]) -> None:
     """Turn remote logging on when AIRFLOW_STACK_LOGS_S3_URL is set."""
     drop_empty_aws_variables(env)
-    url = env.get(URL_SETTING)
+    url = settings.LOGS_S3_URL.read(env)
     if not url:
         return
     parse(url)
-    env.setdefault("AIRFLOW__LOGGING__REMOTE_LOGGING", "True")
-    env.setdefault("AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER", url.rstrip("/"))
-    env.setdefault("AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID", CONN_ID)
-    env.setdefault("AIRFLOW__LOGGING__DELETE_LOCAL_LOGS", "True")
+    for setting, value in (
+        (settings.REMOTE_LOGGING, "True"),
+        (settings.REMOTE_BASE_LOG_FOLDER, url.rstrip("/")),
+        (settings.REMOTE_LOG_CONN_ID, CONN_ID),
+        (settings.DELETE_LOCAL_LOGS, "True"),
+    ):
+        if not setting.raw(env):
+            env[setting.name] = value
 
 
 def enabled(env: Mapping[str, str]) -> bool:
-    return env.get("AIRFLOW__LOGGING__REMOTE_LOGGING", "").lower() == "true" and env.get(
-        "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER", ""
-    ).startswith("s3://")
+    folder = settings.REMOTE_BASE_LOG_FOLDER.raw(env) or ""
+    return settings.REMOTE_LOGGING.read(env) and folder.startswith("s3://")
 
 
 def probe(env: Mapping[str, str]) -> str:
@@ -64,10 +67,10 @@ def probe(env: Mapping[str, str]) -> str:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    bucket, prefix = parse(env["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"])
+    bucket, prefix = parse(settings.REMOTE_BASE_LOG_FOLDER.raw(env) or "")
     key = f"{prefix}/.airflow-stack-probe/{socket.gethostname()}-{uuid.uuid4().hex}".lstrip("/")
     where = f"s3://{bucket}/{key}"
-    client = boto3.client("s3", endpoint_url=env.get(ENDPOINT_SETTING) or None)
+    client = boto3.client("s3", endpoint_url=settings.S3_ENDPOINT_URL.read(env))
     try:
         client.put_object(Bucket=bucket, Key=key, Body=b"airflow-stack remote logging probe\n")
         client.delete_object(Bucket=bucket, Key=key)

@@ -1,0 +1,1 @@
+"""What runs inside the Celery worker: its Celery config, task warm-up and ECS scale-in protection."""

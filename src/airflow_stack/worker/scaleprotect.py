@@ -22,10 +22,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
-from airflow_stack.core.errors import log
-
-CHECK_SETTING = "AIRFLOW_STACK_SCALE_IN_PROTECTION_CHECK"
-MINUTES_SETTING = "AIRFLOW_STACK_SCALE_IN_PROTECTION_MINUTES"
+from airflow_stack.core import settings
+from airflow_stack.core.errors import StackError, log
 
 
 class ProtectionError(Exception):
@@ -85,11 +83,6 @@ class Protector:
                 else "scale-in protection: off (idle)")  # fmt: skip
 
 
-def _positive_int(name: str, default: int) -> int:
-    raw = os.environ.get(name) or str(default)
-    return int(raw) if raw.isdigit() and int(raw) > 0 else default
-
-
 def held_by_this_worker() -> int:
     """Task messages this Celery worker holds: received and not yet finished (prefetched included)."""
     from celery.worker import state
@@ -98,12 +91,18 @@ def held_by_this_worker() -> int:
 
 
 def start(held: Callable[[], int] = held_by_this_worker) -> threading.Thread | None:
-    agent = os.environ.get("ECS_AGENT_URI")
-    if not agent:
-        log("scale-in protection: off (not on ECS: no ECS_AGENT_URI)")
+    try:
+        agent = settings.ECS_AGENT_URI.read(os.environ)
+        if not agent:
+            log("scale-in protection: off (not on ECS: no ECS_AGENT_URI)")
+            return None
+        interval = settings.SCALE_IN_PROTECTION_CHECK.read(os.environ)
+        minutes = settings.SCALE_IN_PROTECTION_MINUTES.read(os.environ)
+    except StackError as exc:
+        # In the worker's main process, after start-up: a bad value must not stop the worker.
+        log(f"scale-in protection: off, a setting is invalid: {exc.problem} (fix: {exc.fix})")
         return None
-    interval = _positive_int(CHECK_SETTING, 5)
-    protector = Protector(AgentClient(agent), held, _positive_int(MINUTES_SETTING, 60))
+    protector = Protector(AgentClient(agent), held, minutes)
 
     def loop() -> None:
         while True:
