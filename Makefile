@@ -16,8 +16,8 @@ CA_BUNDLE         ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 REGISTRY          ?=
 UP_TIMEOUT        ?= 300
 UV_VERSION        := 0.13.9
-# End-to-end modules in the order they share one stack; the S3 one switches it to S3 logs,
-# then dag-sync switches it to DAGs from releases, and the monitor's and the ECS worker's use both.
+# End-to-end modules; each runs alone too (`pytest tests/e2e/test_monitor.py`). This order shares
+# one stack with the fewest restarts: the S3 modules switch it to S3 logs, then to DAG releases.
 E2E_TESTS         := tests/e2e/test_stack.py tests/e2e/test_secrets_contract.py \
                      tests/e2e/test_bootstrap.py tests/e2e/test_faults.py tests/e2e/test_s3_logs.py tests/e2e/test_dag_sync.py \
                      tests/e2e/test_monitor.py tests/e2e/test_ecs_worker.py
@@ -120,10 +120,28 @@ $(CURDIR)/.venv-tools/bin/uv:
 lock: $(UV) ## re-resolve uv.lock from pyproject.toml
 	$(UV) lock
 
+.PHONY: lint
+lint: $(UV) ## ruff: lint and check the formatting of the package, tests and benchmarks
+	$(UV) run --frozen --group test ruff check src tests bench dev
+	$(UV) run --frozen --group test ruff format --check src tests bench dev
+
+.PHONY: format
+format: $(UV) ## ruff: fix what can be fixed and format the code
+	$(UV) run --frozen --group test ruff check --fix src tests bench dev
+	$(UV) run --frozen --group test ruff format src tests bench dev
+
+.PHONY: docs
+docs: ## regenerate docs/configuration.md from the settings registry
+	@$(HOST_PY) -m airflow_stack.core.settings > docs/configuration.md
+
+.PHONY: settings
+settings: ## every setting with its value in the running stack's api-server (secrets masked)
+	$(COMPOSE) exec api-server airflow-stack settings
+
 .PHONY: test-unit
-test-unit: $(UV) ## unit tests of the package (no Docker)
+test-unit: lint ## lint, then the unit tests of the package (no Docker)
 	$(UV) run --frozen --group test pytest tests/unit
 
 .PHONY: test
-test: $(UV) build ## unit tests, then the end-to-end suite on the real compose file
+test: lint build ## lint, unit tests, then the end-to-end suite on the real compose file
 	$(UV) run --frozen --group test pytest tests/unit $(E2E_TESTS)

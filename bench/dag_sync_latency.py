@@ -33,8 +33,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from airflow_stack.host import dagpublish, envfile, stackwait
 from docker_stats import Docker  # noqa: E402
+
+from airflow_stack.host import dagpublish, envfile, stackwait  # noqa: E402
 
 PROJECT = "airflow-stack-bench"
 UI_PORT = 28080
@@ -48,7 +49,8 @@ MODES = {
 def dag_file(n: int) -> str:
     tasks = "\n".join(f"    EmptyOperator(task_id='t_{i}')" for i in range(n + 1))
     return (
-        "import pendulum\nfrom airflow.sdk import dag\nfrom airflow.providers.standard.operators.empty import EmptyOperator\n\n"
+        "import pendulum\nfrom airflow.sdk import dag\n"
+        "from airflow.providers.standard.operators.empty import EmptyOperator\n\n"
         f"@dag(schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz='UTC'), catchup=False)\n"
         f"def {DAG_ID}():\n{tasks}\n\n{DAG_ID}()\n"
     )
@@ -59,8 +61,18 @@ class Bench:
         self.workdir = workdir
         self.env_file = workdir / ".env"
         self.artifacts = workdir / "artifacts"
-        self.compose = ["docker", "compose", "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml"),
-                        "--env-file", str(self.env_file), "-p", PROJECT]  # fmt: skip
+        self.compose = [
+            "docker",
+            "compose",
+            "--project-directory",
+            str(ROOT),
+            "-f",
+            str(ROOT / "docker-compose.yml"),
+            "--env-file",
+            str(self.env_file),
+            "-p",
+            PROJECT,
+        ]
         self.published = 0
 
     def compose_run(self, *args: str) -> str:
@@ -72,9 +84,14 @@ class Bench:
         logs = self.workdir / "logs"
         envfile.prepare_dir(logs, uid)
         self.artifacts.mkdir(mode=0o755)
-        for key, value in {"AIRFLOW_UI_PORT": str(UI_PORT), "FLOWER_PORT": "25555", "AIRFLOW_LOGS_DIR": str(logs),
-                           "COMPOSE_PROFILES": "dag-sync", "AIRFLOW_STACK_DAG_RELEASES_DIR": "/opt/airflow/dag-releases",
-                           "AIRFLOW_STACK_ARTIFACTS_DIR": str(self.artifacts)}.items():  # fmt: skip
+        for key, value in {
+            "AIRFLOW_UI_PORT": str(UI_PORT),
+            "FLOWER_PORT": "25555",
+            "AIRFLOW_LOGS_DIR": str(logs),
+            "COMPOSE_PROFILES": "dag-sync",
+            "AIRFLOW_STACK_DAG_RELEASES_DIR": "/opt/airflow/dag-releases",
+            "AIRFLOW_STACK_ARTIFACTS_DIR": str(self.artifacts),
+        }.items():
             envfile.set_env_value(self.env_file, key, value)
         self.env = envfile.read_env_file(self.env_file)
         self.publish()
@@ -96,10 +113,16 @@ class Bench:
         return started
 
     def api(self) -> httpx.Client:
-        token = httpx.post(f"http://127.0.0.1:{UI_PORT}/auth/token", timeout=30, json={
-            "username": self.env["AIRFLOW_ADMIN_USERNAME"], "password": self.env["AIRFLOW_ADMIN_PASSWORD"]}).json()  # fmt: skip
-        return httpx.Client(base_url=f"http://127.0.0.1:{UI_PORT}/api/v2", timeout=30,
-                            headers={"Authorization": f"Bearer {token['access_token']}"})  # fmt: skip
+        token = httpx.post(
+            f"http://127.0.0.1:{UI_PORT}/auth/token",
+            timeout=30,
+            json={"username": self.env["AIRFLOW_ADMIN_USERNAME"], "password": self.env["AIRFLOW_ADMIN_PASSWORD"]},
+        ).json()
+        return httpx.Client(
+            base_url=f"http://127.0.0.1:{UI_PORT}/api/v2",
+            timeout=30,
+            headers={"Authorization": f"Bearer {token['access_token']}"},
+        )
 
     def wait_for_task(self, api: httpx.Client, task_id: str, timeout: float) -> float:
         deadline = time.time() + timeout
@@ -167,7 +190,10 @@ def main() -> int:
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\n{'mode':6} {'p50 s':>7} {'max s':>7} {'n':>3}  dag-processor CPU s per idle minute")
     for mode, row in report.items():
-        print(f"{mode:6} {row['p50_s']:7.1f} {row['max_s']:7.1f} {len(row['samples']):3}  {row['dag_processor_cpu_s_per_idle_minute']}")
+        print(
+            f"{mode:6} {row['p50_s']:7.1f} {row['max_s']:7.1f} {len(row['samples']):3}  "
+            f"{row['dag_processor_cpu_s_per_idle_minute']}"
+        )
     print(f"naive/ours p50: {report['naive']['p50_s'] / report['ours']['p50_s']:.1f}x; written to {out}")
     return 0
 

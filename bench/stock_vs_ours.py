@@ -37,8 +37,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from airflow_stack.host import envfile, stackwait
 from docker_stats import Docker  # noqa: E402
+
+from airflow_stack.host import envfile, stackwait  # noqa: E402
 
 UI_PORT = 28080
 RESULTS = ROOT / "bench" / "results"
@@ -66,8 +67,17 @@ class Stack:
         self.profile = profile
         self.env_file = workdir / ".env"
         files = [ROOT / "docker-compose.yml", *PROFILES[profile]]
-        self.compose = ["docker", "compose", "--project-directory", str(ROOT), *(a for f in files for a in ("-f", str(f))),
-                        "--env-file", str(self.env_file), "-p", f"airflow-bench-{profile}"]  # fmt: skip
+        self.compose = [
+            "docker",
+            "compose",
+            "--project-directory",
+            str(ROOT),
+            *(a for f in files for a in ("-f", str(f))),
+            "--env-file",
+            str(self.env_file),
+            "-p",
+            f"airflow-bench-{profile}",
+        ]
         uid = envfile.container_uid()
         envfile.write_env_file(self.env_file, uid)
         dags, logs = workdir / "dags", workdir / "logs"
@@ -75,8 +85,12 @@ class Stack:
         for dag_id, tasks in DAGS.items():
             (dags / f"{dag_id}.py").write_text(fanout_dag(dag_id, tasks))
         envfile.prepare_dir(logs, uid)
-        for key, value in {"AIRFLOW_UI_PORT": str(UI_PORT), "FLOWER_PORT": "25555", "AIRFLOW_LOGS_DIR": str(logs),
-                           "AIRFLOW_DAGS_DIR": str(dags)}.items():  # fmt: skip
+        for key, value in {
+            "AIRFLOW_UI_PORT": str(UI_PORT),
+            "FLOWER_PORT": "25555",
+            "AIRFLOW_LOGS_DIR": str(logs),
+            "AIRFLOW_DAGS_DIR": str(dags),
+        }.items():
             envfile.set_env_value(self.env_file, key, value)
         self.env = envfile.read_env_file(self.env_file)
         self.docker = Docker()
@@ -106,10 +120,16 @@ class Stack:
         return {service: self.docker.stats(c)[0] for service, c in self.containers().items()}
 
     def api(self) -> httpx.Client:
-        token = httpx.post(f"http://127.0.0.1:{UI_PORT}/auth/token", timeout=30, json={
-            "username": self.env["AIRFLOW_ADMIN_USERNAME"], "password": self.env["AIRFLOW_ADMIN_PASSWORD"]}).json()  # fmt: skip
-        return httpx.Client(base_url=f"http://127.0.0.1:{UI_PORT}/api/v2", timeout=60,
-                            headers={"Authorization": f"Bearer {token['access_token']}"})  # fmt: skip
+        token = httpx.post(
+            f"http://127.0.0.1:{UI_PORT}/auth/token",
+            timeout=30,
+            json={"username": self.env["AIRFLOW_ADMIN_USERNAME"], "password": self.env["AIRFLOW_ADMIN_PASSWORD"]},
+        ).json()
+        return httpx.Client(
+            base_url=f"http://127.0.0.1:{UI_PORT}/api/v2",
+            timeout=60,
+            headers={"Authorization": f"Bearer {token['access_token']}"},
+        )
 
 
 class PeakMemory(threading.Thread):
@@ -216,7 +236,10 @@ def median_run(runs: list[dict]) -> dict:
     machine does not decide a ratio), with the highest peak memory of all of them."""
     median = dict(sorted(runs, key=lambda r: r["tasks_per_s"])[len(runs) // 2])
     highest = max(runs, key=lambda r: r["peak_memory_total_mib"])
-    median["peak_memory_mib"], median["peak_memory_total_mib"] = highest["peak_memory_mib"], highest["peak_memory_total_mib"]
+    median["peak_memory_mib"], median["peak_memory_total_mib"] = (
+        highest["peak_memory_mib"],
+        highest["peak_memory_total_mib"],
+    )
     return median
 
 
@@ -225,8 +248,12 @@ def concurrent_runs(api: httpx.Client, count: int = 50) -> dict:
     run_ids = [trigger(api, "bench_small") for _ in range(count)]
     states = wait_runs(api, "bench_small", run_ids)
     failed = sum(t["state"] != "success" for r in run_ids for t in task_instances(api, "bench_small", r))
-    return {"runs": count, "failed_runs": sum(s != "success" for s in states.values()), "failed_tasks": failed,
-            "all_done_s": round(time.monotonic() - started, 1)}  # fmt: skip
+    return {
+        "runs": count,
+        "failed_runs": sum(s != "success" for s in states.values()),
+        "failed_tasks": failed,
+        "all_done_s": round(time.monotonic() - started, 1),
+    }
 
 
 def measure(profile: str, quick: bool) -> dict:
@@ -259,7 +286,11 @@ def measure(profile: str, quick: bool) -> dict:
 
 ROWS = [
     ("up to healthy (s)", lambda r: r["up_to_healthy_s"], "lower"),
-    (f"100 tasks, warm (median of {WARM_RUNS}): trigger to success (s)", lambda r: r["fanout_100"]["trigger_to_success_s"], "lower"),
+    (
+        f"100 tasks, warm (median of {WARM_RUNS}): trigger to success (s)",
+        lambda r: r["fanout_100"]["trigger_to_success_s"],
+        "lower",
+    ),
     (f"100 tasks, warm (median of {WARM_RUNS}): tasks/s", lambda r: r["fanout_100"]["tasks_per_s"], "higher"),
     ("100 tasks: scheduled->queued p50 (s)", lambda r: r["fanout_100"]["scheduled_to_queued_p50_s"], "lower"),
     ("100 tasks: queued->start p50 (s)", lambda r: r["fanout_100"]["queued_to_start_p50_s"], "lower"),
@@ -323,15 +354,20 @@ def chart(rows: list[dict], path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profiles", default="stock,ours")
-    parser.add_argument("--quick", action="store_true",
-                        help="skip the 1,000-task DAG, which takes 8-9 min per profile on 2 cores")
+    parser.add_argument(
+        "--quick", action="store_true", help="skip the 1,000-task DAG, which takes 8-9 min per profile on 2 cores"
+    )
     args = parser.parse_args()
     results = {profile: measure(profile, args.quick) for profile in args.profiles.split(",")}
     rows = report(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "stock-vs-ours.json"
-    out.write_text(json.dumps({"measured_at": datetime.now().isoformat(timespec="seconds"), "results": results,
-                               "table": rows}, indent=2) + "\n")  # fmt: skip
+    out.write_text(
+        json.dumps(
+            {"measured_at": datetime.now().isoformat(timespec="seconds"), "results": results, "table": rows}, indent=2
+        )
+        + "\n"
+    )
     (RESULTS / "stock-vs-ours.md").write_text(markdown(rows, list(results)))
     if {"stock", "ours"} <= set(results):
         chart(rows, RESULTS / "stock-vs-ours.png")

@@ -1,11 +1,15 @@
-"""The end-to-end fixture: the real docker-compose.yml, started from empty volumes under
-its own project name, ports and secrets, so it never touches a stack started with `make up`.
+"""The end-to-end fixture and helpers: the real docker-compose.yml, started from empty volumes
+under its own project name, ports and secrets, so it never touches a stack started with `make up`.
 
-On any failure the services' logs are printed and saved under test-artifacts/.
+Every module runs alone: a module that needs S3 task logs or DAGs from dag-sync's releases asks
+the stack for them (`Stack.use_s3_logs`, `Stack.use_releases`), which switches them on once per
+session; the Makefile's module order only saves restarts. On any failure the services' logs are
+printed and saved under test-artifacts/.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -17,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airflow_stack.host import envfile, stackwait
+from airflow_stack.host import dagpublish, envfile, stackwait
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -26,6 +30,8 @@ UI_PORT = int(os.environ.get("E2E_UI_PORT", "18080"))
 FLOWER_PORT = int(os.environ.get("E2E_FLOWER_PORT", "15555"))
 UP_TIMEOUT = 300
 DAG_ID = "hello_celery"
+S3_BUCKET = "airflow-logs"
+S3_PREFIX = "e2e"
 
 
 class Stack:
@@ -36,12 +42,18 @@ class Stack:
         self.env_file = workdir / ".env"
         self.logs_dir = workdir / "logs"
         self.compose = [
-            "docker", "compose",
-            "--project-directory", str(ROOT),
-            "-f", str(ROOT / "docker-compose.yml"),
-            "--env-file", str(self.env_file),
-            "-p", PROJECT,
-        ]  # fmt: skip
+            "docker",
+            "compose",
+            "--project-directory",
+            str(ROOT),
+            "-f",
+            str(ROOT / "docker-compose.yml"),
+            "--env-file",
+            str(self.env_file),
+            "-p",
+            PROJECT,
+        ]
+        self.releases: Releases | None = None
         self.ui = f"http://127.0.0.1:{UI_PORT}"
         self.flower = f"http://127.0.0.1:{FLOWER_PORT}"
 
@@ -65,6 +77,55 @@ class Stack:
     def reload_env(self) -> None:
         self.env = envfile.read_env_file(self.env_file)
 
+    def configure(self, values: dict[str, str], profile: str) -> None:
+        """Write `values` into .env, add a compose profile, and bring the stack up to them."""
+        profiles = [p for p in self.env.get("COMPOSE_PROFILES", "").split(",") if p]
+        for key, value in {**values, "COMPOSE_PROFILES": ",".join(dict.fromkeys([*profiles, profile]))}.items():
+            envfile.set_env_value(self.env_file, key, value)
+        self.reload_env()
+        self.up()
+
+    def use_s3_logs(self) -> None:
+        """Task logs in the `s3` profile's moto server (idempotent: a module may ask again)."""
+        if self.env.get("AIRFLOW_STACK_LOGS_S3_URL"):
+            return
+        self.configure(
+            {
+                "AIRFLOW_STACK_LOGS_S3_URL": f"s3://{S3_BUCKET}/{S3_PREFIX}",
+                "AIRFLOW_STACK_S3_ENDPOINT_URL": "http://s3:5000",
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_DEFAULT_REGION": "us-east-1",
+            },
+            "s3",
+        )
+
+    def use_releases(self) -> Releases:
+        """DAGs from dag-sync's releases, with release 1 of `release_probe` live and parsed
+        (idempotent: a module may ask again)."""
+        if self.releases is None:
+            artifacts = self.workdir / "artifacts"
+            artifacts.mkdir(mode=0o755)
+            self.releases = Releases(self, artifacts)
+            self.releases.publish(1)
+            self.configure(
+                {
+                    "AIRFLOW_STACK_DAG_RELEASES_DIR": "/opt/airflow/dag-releases",
+                    "AIRFLOW_STACK_ARTIFACTS_DIR": str(artifacts),
+                    "AIRFLOW_STACK_DAG_SYNC_INTERVAL": "2",
+                },
+                "dag-sync",
+            )
+            self.releases.wait_active("dags-1.0.0")
+            with self.api() as api:
+                poll(
+                    "release 1 parsed",
+                    lambda: tasks_of(api) == {"first", "report"},
+                    90,
+                    lambda: self.logs("dag-processor", "dag-sync"),
+                )
+        return self.releases
+
     def run(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
         result = subprocess.run([*self.compose, *args], capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
@@ -74,7 +135,9 @@ class Stack:
     def up(self) -> float:
         started = time.monotonic()
         self.run("up", "-d", "--remove-orphans")
-        assert stackwait.wait(self.compose, UP_TIMEOUT, stackwait.ONE_SHOT_SERVICES, out=sys.stdout), "stack did not become ready"
+        assert stackwait.wait(self.compose, UP_TIMEOUT, stackwait.ONE_SHOT_SERVICES, out=sys.stdout), (
+            "stack did not become ready"
+        )
         return time.monotonic() - started
 
     def logs(self, *services: str, tail: int = 200) -> str:
@@ -144,6 +207,98 @@ def wait_for_run(stack: Stack, api: httpx.Client, run_id: str) -> None:
     state = poll(f"run {run_id} finished", finished, 180, lambda: stack.logs("scheduler", "worker"))
     assert state == "success", stack.logs("scheduler", "worker")
 
+
+# -- DAG releases (the dag-sync profile) ------------------------------------------------------
+RELEASE_DAG_ID = "release_probe"
+
+
+def dag_source(version: int, *, extra_tasks: tuple[str, ...] = (), broken: bool = False) -> str:
+    lines = [
+        f'"""Published by tests/e2e/test_dag_sync.py as release {version}."""',
+        "import time",
+        "import pendulum",
+        "from airflow.sdk import Param, dag, task",
+        *(["import module_that_does_not_exist"] if broken else []),
+        f'VERSION = "{version}"',
+        "",
+        '@dag(schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC"), catchup=False,',
+        '     params={"seconds": Param(0, type="integer", minimum=0)})',
+        f"def {RELEASE_DAG_ID}():",
+        "    @task",
+        "    def first(params=None) -> str:",
+        '        print(f"first task of release {VERSION}", flush=True)',
+        '        time.sleep(int(params["seconds"]))',
+        "        return VERSION",
+        "",
+        "    @task",
+        "    def report(seen: str) -> str:",
+        '        return f"first ran {seen}, report ran {VERSION}"',
+        "",
+        "    report(first())",
+    ]
+    for name in extra_tasks:
+        lines += ["", "    @task", f"    def {name}() -> str:", '        return "new task"', "", f"    {name}()"]
+    return "\n".join([*lines, "", f"{RELEASE_DAG_ID}()", ""])
+
+
+class Releases:
+    """The folder the local artifact server serves, and dag-sync's view of the release store."""
+
+    def __init__(self, stack: Stack, artifacts: Path):
+        self.stack = stack
+        self.artifacts = artifacts
+
+    def publish(self, version: int, **options) -> str:
+        folder = self.stack.workdir / f"release-{version}"
+        folder.mkdir(exist_ok=True)
+        (folder / f"{RELEASE_DAG_ID}.py").write_text(dag_source(version, **options))
+        dagpublish.publish(folder, f"{version}.0.0", self.artifacts)
+        return f"dags-{version}.0.0"
+
+    def status(self) -> dict:
+        out = self.stack.run("exec", "-T", "dag-sync", "airflow-stack", "dag-sync", "status").stdout
+        return json.loads(out)
+
+    def live_files(self) -> str:
+        script = (
+            "readlink /opt/airflow/dag-releases/current && cd /opt/airflow/dag-releases/current/"
+            " && find . -type f | sort | xargs sha256sum"
+        )
+        return self.stack.run("exec", "-T", "dag-sync", "sh", "-c", script).stdout
+
+    def wait_active(self, version: str) -> None:
+        poll(
+            f"{version} active",
+            lambda: self.status()["current_version"] == version,
+            60,
+            lambda: self.stack.logs("dag-sync", "artifacts"),
+        )
+
+
+def tasks_of(api: httpx.Client) -> set[str]:
+    response = api.get(f"/dags/{RELEASE_DAG_ID}/tasks")
+    return {t["task_id"] for t in response.json()["tasks"]} if response.status_code == 200 else set()
+
+
+def trigger_release_probe(api: httpx.Client, seconds: int = 0) -> str:
+    assert api.patch(f"/dags/{RELEASE_DAG_ID}", json={"is_paused": False}).status_code == 200
+    created = api.post(f"/dags/{RELEASE_DAG_ID}/dagRuns", json={"logical_date": None, "conf": {"seconds": seconds}})
+    assert created.status_code == 200, created.text
+    return created.json()["dag_run_id"]
+
+
+def finish(stack: Stack, api: httpx.Client, run_id: str) -> dict[str, str]:
+    """Wait for the run; return {task_id: state}, asserting the run succeeded."""
+
+    def done():
+        state = api.get(f"/dags/{RELEASE_DAG_ID}/dagRuns/{run_id}").json()["state"]
+        return state if state in ("success", "failed") else None
+
+    state = poll(f"run {run_id} finished", done, 180, lambda: stack.logs("scheduler", "worker"))
+    tis = api.get(f"/dags/{RELEASE_DAG_ID}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
+    states = {ti["task_id"]: ti["state"] for ti in tis}
+    assert state == "success", (states, stack.logs("worker", tail=80))
+    return states
 
 
 @pytest.hookimpl(wrapper=True)

@@ -39,8 +39,15 @@ def run_bootstrap(stack: Stack, text: str, *env: str) -> subprocess.CompletedPro
     path = stack.workdir / "bootstrap.yaml"
     path.write_text(text)
     path.chmod(0o644)
-    args = ["run", "--rm", "--no-deps", "-v", f"{path}:/tmp/bootstrap.yaml:ro",
-            "-e", "AIRFLOW_STACK_BOOTSTRAP_FILE=/tmp/bootstrap.yaml"]  # fmt: skip
+    args = [
+        "run",
+        "--rm",
+        "--no-deps",
+        "-v",
+        f"{path}:/tmp/bootstrap.yaml:ro",
+        "-e",
+        "AIRFLOW_STACK_BOOTSTRAP_FILE=/tmp/bootstrap.yaml",
+    ]
     for pair in env:
         args += ["-e", pair]
     return stack.run(*args, "bootstrap", check=False, timeout=180)

@@ -1,4 +1,4 @@
-"""DAG deployment end to end (last on the shared stack: it switches DAGs to dag-sync's releases).
+"""DAG deployment end to end, with the stack switched to dag-sync's releases (Stack.use_releases).
 
 The local artifact server (nginx) serves a folder the test publishes into; dag-sync polls it
 every 2 s. v1 appears and runs; v2, with a changed DAG, is switched in while a task of a v1
@@ -9,115 +9,17 @@ and the live release stays byte-identical; rollback brings v1 back.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import httpx
 import pytest
 
-from airflow_stack.host import dagpublish, envfile
-
-from .conftest import Stack, poll
-
-DAG_ID = "release_probe"
-
-
-def dag_source(version: int, *, extra_tasks: tuple[str, ...] = (), broken: bool = False) -> str:
-    lines = [
-        f'"""Published by tests/e2e/test_dag_sync.py as release {version}."""',
-        "import time",
-        "import pendulum",
-        "from airflow.sdk import Param, dag, task",
-        *(["import module_that_does_not_exist"] if broken else []),
-        f'VERSION = "{version}"',
-        "",
-        '@dag(schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC"), catchup=False,',
-        '     params={"seconds": Param(0, type="integer", minimum=0)})',
-        f"def {DAG_ID}():",
-        "    @task",
-        "    def first(params=None) -> str:",
-        '        print(f"first task of release {VERSION}", flush=True)',
-        '        time.sleep(int(params["seconds"]))',
-        "        return VERSION",
-        "",
-        "    @task",
-        "    def report(seen: str) -> str:",
-        '        return f"first ran {seen}, report ran {VERSION}"',
-        "",
-        "    report(first())",
-    ]
-    for name in extra_tasks:
-        lines += ["", "    @task", f"    def {name}() -> str:", '        return "new task"', "", f"    {name}()"]
-    return "\n".join([*lines, "", f"{DAG_ID}()", ""])
-
-
-class Releases:
-    def __init__(self, stack: Stack, artifacts: Path):
-        self.stack = stack
-        self.artifacts = artifacts
-
-    def publish(self, version: int, **options) -> str:
-        folder = self.stack.workdir / f"release-{version}"
-        folder.mkdir(exist_ok=True)
-        (folder / f"{DAG_ID}.py").write_text(dag_source(version, **options))
-        dagpublish.publish(folder, f"{version}.0.0", self.artifacts)
-        return f"dags-{version}.0.0"
-
-    def status(self) -> dict:
-        out = self.stack.run("exec", "-T", "dag-sync", "airflow-stack", "dag-sync", "status").stdout
-        return json.loads(out)
-
-    def live_files(self) -> str:
-        script = "readlink /opt/airflow/dag-releases/current && cd /opt/airflow/dag-releases/current/ && find . -type f | sort | xargs sha256sum"
-        return self.stack.run("exec", "-T", "dag-sync", "sh", "-c", script).stdout
-
-    def wait_active(self, version: str) -> None:
-        poll(f"{version} active", lambda: self.status()["current_version"] == version, 60,
-             lambda: self.stack.logs("dag-sync", "artifacts"))  # fmt: skip
+from .conftest import RELEASE_DAG_ID as DAG_ID
+from .conftest import Releases, Stack, finish, poll, tasks_of
+from .conftest import trigger_release_probe as trigger
 
 
 @pytest.fixture(scope="module")
 def releases(stack: Stack) -> Releases:
-    artifacts = stack.workdir / "artifacts"
-    artifacts.mkdir(mode=0o755)
-    found = Releases(stack, artifacts)
-    found.publish(1)
-    for key, value in {
-        "COMPOSE_PROFILES": "s3,dag-sync",
-        "AIRFLOW_STACK_DAG_RELEASES_DIR": "/opt/airflow/dag-releases",
-        "AIRFLOW_STACK_ARTIFACTS_DIR": str(artifacts),
-        "AIRFLOW_STACK_DAG_SYNC_INTERVAL": "2",
-    }.items():
-        envfile.set_env_value(stack.env_file, key, value)
-    stack.reload_env()
-    stack.up()
-    return found
-
-
-def tasks_of(api: httpx.Client) -> set[str]:
-    response = api.get(f"/dags/{DAG_ID}/tasks")
-    return {t["task_id"] for t in response.json()["tasks"]} if response.status_code == 200 else set()
-
-
-def trigger(api: httpx.Client, seconds: int = 0) -> str:
-    assert api.patch(f"/dags/{DAG_ID}", json={"is_paused": False}).status_code == 200
-    created = api.post(f"/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": {"seconds": seconds}})
-    assert created.status_code == 200, created.text
-    return created.json()["dag_run_id"]
-
-
-def finish(stack: Stack, api: httpx.Client, run_id: str) -> dict[str, str]:
-    """Wait for the run; return {task_id: state}, asserting the run succeeded."""
-
-    def done():
-        state = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}").json()["state"]
-        return state if state in ("success", "failed") else None
-
-    state = poll(f"run {run_id} finished", done, 180, lambda: stack.logs("scheduler", "worker"))
-    tis = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
-    states = {ti["task_id"]: ti["state"] for ti in tis}
-    assert state == "success", (states, stack.logs("worker", tail=80))
-    return states
+    return stack.use_releases()
 
 
 def report(api: httpx.Client, run_id: str) -> str:
@@ -143,8 +45,12 @@ def test_v2_is_switched_in_while_a_v1_task_runs_and_the_run_stays_on_v1(releases
     with stack.api() as api:
         old_run = trigger(api, seconds=45)
         first = f"/dags/{DAG_ID}/dagRuns/{old_run}/taskInstances/first"
-        poll("first task running", lambda: api.get(first).json().get("state") == "running", 90,
-             lambda: stack.logs("scheduler", "worker"))  # fmt: skip
+        poll(
+            "first task running",
+            lambda: api.get(first).json().get("state") == "running",
+            90,
+            lambda: stack.logs("scheduler", "worker"),
+        )
 
         releases.publish(2, extra_tasks=("added_in_v2",))
         releases.wait_active("dags-2.0.0")
@@ -177,8 +83,12 @@ def test_releases_in_quick_succession_keep_each_dag_version_whole(releases: Rele
         poll("v5 parsed", lambda: dag_at("dags-5.0.0"), 60, lambda: stack.logs("dag-processor", "dag-sync"))
         assert {"added_in_v5", "added_in_v2"} <= tasks_of(api) and "added_in_v4" not in tasks_of(api)
         run_id = trigger(api)
-        assert finish(stack, api, run_id) == {"first": "success", "report": "success", "added_in_v2": "success",
-                                              "added_in_v5": "success"}  # fmt: skip
+        assert finish(stack, api, run_id) == {
+            "first": "success",
+            "report": "success",
+            "added_in_v2": "success",
+            "added_in_v5": "success",
+        }
         assert report(api, run_id) == "first ran 5, report ran 5"
 
 

@@ -1,8 +1,8 @@
 """A worker configured as the workers stack configures it (deploy/aws/templates/workers.yaml:
 the same variables, no database credentials, a Redis result backend) runs a DAG run to success
 on the local stack. Endpoints the template builds from AWS resources are pointed at the local
-services; every other value is the template's own. Runs last: the stack is in release mode
-(test_dag_sync) with S3 task logs (test_s3_logs)."""
+services; every other value is the template's own. The stack runs as on AWS: DAGs from
+dag-sync's releases and task logs in S3 (Stack.use_releases, Stack.use_s3_logs)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,23 @@ import os
 from functools import partial
 from pathlib import Path
 
+import pytest
 from cfnlint.decode import decode
 
 from . import conftest
-from .conftest import PROJECT, ROOT, UI_PORT, Stack, poll
-from .test_dag_sync import DAG_ID, finish, trigger
+from .conftest import PROJECT, ROOT, UI_PORT, Stack, finish, poll
+from .conftest import RELEASE_DAG_ID as DAG_ID
+from .conftest import trigger_release_probe as trigger
 
 NAME = f"{PROJECT}-ecs-worker"
 docker = partial(conftest.docker, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def stack(stack: Stack) -> Stack:
+    stack.use_s3_logs()
+    stack.use_releases()
+    return stack
 
 
 def template_worker() -> tuple[dict, dict]:
@@ -72,15 +81,30 @@ def test_a_worker_with_the_ecs_settings_runs_tasks_without_database_credentials(
     docker("rm", "-f", NAME, check=False)
     try:
         docker(
-            "run", "-d", "--name", NAME, "--hostname", "ecs-worker", "--network", f"{PROJECT}_default",
-            "--user", f"{stack.env['AIRFLOW_UID']}:0",
-            "-v", f"{PROJECT}_dag-releases:/opt/airflow/dag-releases:ro",
-            "-v", f"{Path(stack.logs_dir)}:/opt/airflow/logs",
+            "run",
+            "-d",
+            "--name",
+            NAME,
+            "--hostname",
+            "ecs-worker",
+            "--network",
+            f"{PROJECT}_default",
+            "--user",
+            f"{stack.env['AIRFLOW_UID']}:0",
+            "-v",
+            f"{PROJECT}_dag-releases:/opt/airflow/dag-releases:ro",
+            "-v",
+            f"{Path(stack.logs_dir)}:/opt/airflow/logs",
             *(arg for name, value in environment.items() for arg in ("-e", f"{name}={value}")),
-            image, *template_worker()[1]["Command"],
-        )  # fmt: skip
-        poll("the ECS-configured worker is ready", lambda: "ready." in container_log(), 120,
-             lambda: container_log()[-4000:])  # fmt: skip
+            image,
+            *template_worker()[1]["Command"],
+        )
+        poll(
+            "the ECS-configured worker is ready",
+            lambda: "ready." in container_log(),
+            120,
+            lambda: container_log()[-4000:],
+        )
         with stack.api() as api:
             run_id = trigger(api)
             finish(stack, api, run_id)

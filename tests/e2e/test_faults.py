@@ -58,8 +58,12 @@ def start_run(stack: Stack, api: httpx.Client, tasks: int = 32, running: int = 8
     created = api.post(f"/dags/{DAG}/dagRuns", json={"logical_date": None, "conf": {"tasks": tasks, "seconds": 10}})
     assert created.status_code == 200, created.text
     run_id = created.json()["dag_run_id"]
-    poll(f"{running} tasks running", lambda: sum(t["state"] == "running" for t in task_instances(api, run_id)) >= running,
-         120, lambda: stack.logs("scheduler", "worker"))  # fmt: skip
+    poll(
+        f"{running} tasks running",
+        lambda: sum(t["state"] == "running" for t in task_instances(api, run_id)) >= running,
+        120,
+        lambda: stack.logs("scheduler", "worker"),
+    )
     return run_id
 
 
@@ -67,7 +71,9 @@ def parse(stamp: str) -> float:
     return datetime.fromisoformat(stamp).timestamp()
 
 
-def finish(stack: Stack, api: httpx.Client, run_id: str, case: str, fault_at: float, timeout: float = 300) -> list[dict]:
+def finish(
+    stack: Stack, api: httpx.Client, run_id: str, case: str, fault_at: float, timeout: float = 300
+) -> list[dict]:
     """Wait for the run; assert that it and every task instance succeeded; record the recovery."""
 
     def done():

@@ -1,5 +1,5 @@
-"""The monitor on the running stack (after the S3 and dag-sync modules: it uses the `s3`
-profile's moto server as CloudWatch, and the release_probe DAG): with the worker stopped, a
+"""The monitor on the running stack, with the `s3` profile's moto server as CloudWatch and DAGs
+from dag-sync's releases (Stack.use_s3_logs, Stack.use_releases): with the worker stopped, a
 run's first task is queued, and one sample publishes QueuedTasks and DesiredWorkers with the
 right values to CloudWatch and to the log."""
 
@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 
-from .conftest import Stack, poll
-from .test_dag_sync import DAG_ID, finish, trigger
+import pytest
+
+from .conftest import RELEASE_DAG_ID as DAG_ID
+from .conftest import Stack, finish, poll
+from .conftest import trigger_release_probe as trigger
 
 NAMESPACE = "AirflowStackE2E"
 
@@ -27,22 +30,42 @@ def cloudwatch_maximum(stack: Stack, metric: str) -> list[float]:
     return json.loads(stack.run("exec", "-T", "s3", "/opt/moto/bin/python", "-c", query).stdout)
 
 
+@pytest.fixture(scope="module")
+def stack(stack: Stack) -> Stack:
+    stack.use_s3_logs()
+    stack.use_releases()
+    return stack
+
+
 def test_monitor_publishes_queued_tasks_to_cloudwatch(stack: Stack):
     stack.run("stop", "worker")
     try:
         with stack.api() as api:
             run_id = trigger(api)
             first = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/first"
-            poll("first task queued", lambda: api.get(first).json().get("state") == "queued", 90,
-                 lambda: stack.logs("scheduler"))  # fmt: skip
+            poll(
+                "first task queued",
+                lambda: api.get(first).json().get("state") == "queued",
+                90,
+                lambda: stack.logs("scheduler"),
+            )
             result = stack.run(
-                "run", "--rm", "--no-deps",
-                "-e", "AIRFLOW_STACK_MONITOR_SINKS=log,cloudwatch",
-                "-e", f"AIRFLOW_STACK_MONITOR_NAMESPACE={NAMESPACE}",
-                "-e", "AIRFLOW_STACK_MONITOR_STACK=e2e",
-                "-e", "AIRFLOW_STACK_CLOUDWATCH_ENDPOINT_URL=http://s3:5000",
-                "monitor", "monitor", "--once", timeout=120,
-            )  # fmt: skip
+                "run",
+                "--rm",
+                "--no-deps",
+                "-e",
+                "AIRFLOW_STACK_MONITOR_SINKS=log,cloudwatch",
+                "-e",
+                f"AIRFLOW_STACK_MONITOR_NAMESPACE={NAMESPACE}",
+                "-e",
+                "AIRFLOW_STACK_MONITOR_STACK=e2e",
+                "-e",
+                "AIRFLOW_STACK_CLOUDWATCH_ENDPOINT_URL=http://s3:5000",
+                "monitor",
+                "monitor",
+                "--once",
+                timeout=120,
+            )
             assert "QueuedTasks=1 " in result.stderr and "DesiredWorkers=1 " in result.stderr, result.stderr
             assert "QueuedTasks[default]=1" in result.stderr and "SchedulerHeartbeatAge=" in result.stderr
             assert "DagReleaseAge=" in result.stderr

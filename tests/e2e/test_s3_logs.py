@@ -1,4 +1,4 @@
-"""Task logs in S3 (the `s3` profile's moto server): the stack is switched to remote logging,
+"""Task logs in S3 (the `s3` profile's moto server; Stack.use_s3_logs): with remote logging on,
 a task's log stays readable through the REST API after its worker container is gone, the
 object is in the bucket at the expected key, and a missing bucket stops a component."""
 
@@ -9,22 +9,13 @@ import pytest
 from airflow_stack.host.stackwait import read_states
 
 from .conftest import DAG_ID, Stack, poll, trigger_and_wait
-
-BUCKET = "airflow-logs"
-PREFIX = "e2e"
+from .conftest import S3_BUCKET as BUCKET
+from .conftest import S3_PREFIX as PREFIX
 
 
 @pytest.fixture(scope="module")
 def s3_stack(stack: Stack) -> Stack:
-    with stack.env_file.open("a") as handle:
-        handle.write(
-            "COMPOSE_PROFILES=s3\n"
-            f"AIRFLOW_STACK_LOGS_S3_URL=s3://{BUCKET}/{PREFIX}\n"
-            "AIRFLOW_STACK_S3_ENDPOINT_URL=http://s3:5000\n"
-            "AWS_ACCESS_KEY_ID=local\nAWS_SECRET_ACCESS_KEY=local\nAWS_DEFAULT_REGION=us-east-1\n"
-        )
-    stack.reload_env()
-    stack.up()
+    stack.use_s3_logs()
     return stack
 
 
@@ -65,9 +56,15 @@ def test_task_log_is_read_from_s3_after_the_worker_is_gone(s3_stack: Stack):
 
 def test_a_missing_bucket_stops_the_component_naming_it(s3_stack: Stack):
     result = s3_stack.run(
-        "run", "--rm", "--no-deps", "-e", "AIRFLOW_STACK_LOGS_S3_URL=s3://no-such-bucket/logs", "triggerer",
-        check=False, timeout=120,
-    )  # fmt: skip
+        "run",
+        "--rm",
+        "--no-deps",
+        "-e",
+        "AIRFLOW_STACK_LOGS_S3_URL=s3://no-such-bucket/logs",
+        "triggerer",
+        check=False,
+        timeout=120,
+    )
     assert result.returncode != 0
     assert "the task-log bucket 'no-such-bucket' does not exist" in result.stderr, result.stderr[-2000:]
     assert "AIRFLOW_STACK_LOGS_S3_URL" in result.stderr

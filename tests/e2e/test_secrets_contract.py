@@ -40,7 +40,7 @@ def start_one_off(stack: Stack, service: str, *env: str) -> tuple[subprocess.Com
         ("worker", "AIRFLOW__CORE__FERNET_KEY"),
         ("worker", "AIRFLOW__API_AUTH__JWT_SECRET"),
         ("worker", "AIRFLOW__API__SECRET_KEY"),
-        ("init", "AIRFLOW__API__SECRET_KEY"),
+        ("db-migrate", "AIRFLOW__API__SECRET_KEY"),
     ],
 )
 def test_component_with_a_different_secret_refuses_naming_it(stack: Stack, service: str, variable: str):
@@ -61,11 +61,18 @@ def test_component_with_a_different_secret_refuses_naming_it(stack: Stack, servi
         ("scheduler", "AIRFLOW__CORE__FERNET_KEY=not-a-fernet-key", "is not a valid Fernet key"),
         ("dag-processor", "AIRFLOW__API__SECRET_KEY=", "AIRFLOW__API__SECRET_KEY"),
         ("api-server", "AIRFLOW__API_AUTH__JWT_SECRET=temporary_key", "is a well-known default"),
-        ("flower", "AIRFLOW__CELERY__BROKER_URL=redis://:Zq8-not-here@redis-gone:6379/0",
-         "Redis at redis-gone:6379 did not answer"),
-        ("flower", "AIRFLOW__CELERY__FLOWER_BASIC_AUTH=flower:admin", "AIRFLOW__CELERY__FLOWER_BASIC_AUTH is a well-known"),
+        (
+            "flower",
+            "AIRFLOW__CELERY__BROKER_URL=redis://:Zq8-not-here@redis-gone:6379/0",
+            "Redis at redis-gone:6379 did not answer",
+        ),
+        (
+            "flower",
+            "AIRFLOW__CELERY__FLOWER_BASIC_AUTH=flower:admin",
+            "AIRFLOW__CELERY__FLOWER_BASIC_AUTH is a well-known",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_setting_is_refused_with_a_clear_message(stack: Stack, service: str, pair: str, expected: str):
     result, elapsed = start_one_off(stack, service, pair, "AIRFLOW_STACK_WAIT_TIMEOUT=5")
     assert result.returncode != 0
@@ -79,14 +86,14 @@ def test_init_records_a_changed_secret_only_when_told_to(stack: Stack):
     new = secrets.token_urlsafe(48)
     accept = "AIRFLOW_STACK_ACCEPT_NEW_SECRETS=secret_key"
     try:
-        result, _ = start_one_off(stack, "init", f"AIRFLOW__API__SECRET_KEY={new}", accept)
+        result, _ = start_one_off(stack, "db-migrate", f"AIRFLOW__API__SECRET_KEY={new}", accept)
         assert result.returncode == 0, result.stderr[-3000:]
         assert "recorded secret fingerprints: secret_key" in result.stderr
         # Now the running stack's value is the old one: a component started with it is refused.
         refused, _ = start_one_off(stack, "triggerer")
         assert refused.returncode != 0 and "AIRFLOW__API__SECRET_KEY differs" in refused.stderr
     finally:
-        restored, _ = start_one_off(stack, "init", f"AIRFLOW__API__SECRET_KEY={current}", accept)
+        restored, _ = start_one_off(stack, "db-migrate", f"AIRFLOW__API__SECRET_KEY={current}", accept)
         assert restored.returncode == 0, restored.stderr[-3000:]
 
 
@@ -103,16 +110,29 @@ def test_fernet_key_rotation_keeps_connections_readable_and_drops_the_old_key(st
     with stack.api() as api:
         created = api.post(
             "/connections",
-            json={"connection_id": "rotation_probe", "conn_type": "http", "host": "example.invalid",
-                  "login": "user", "password": "before-rotation-Zq8"},
-        )  # fmt: skip
+            json={
+                "connection_id": "rotation_probe",
+                "conn_type": "http",
+                "host": "example.invalid",
+                "login": "user",
+                "password": "before-rotation-Zq8",
+            },
+        )
         assert created.status_code == 201, created.text
 
     make = subprocess.run(
-        ["make", "-C", str(ROOT), "rotate-fernet-key", f"COMPOSE={' '.join(stack.compose)}",
-         f"ENV_FILE={stack.env_file}"],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            "make",
+            "-C",
+            str(ROOT),
+            "rotate-fernet-key",
+            f"COMPOSE={' '.join(stack.compose)}",
+            f"ENV_FILE={stack.env_file}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert make.returncode == 0, make.stdout[-5000:] + make.stderr[-5000:] + stack.logs(tail=50)
     stack.reload_env()
     new_key = stack.env["AIRFLOW_FERNET_KEY"]

@@ -33,7 +33,7 @@ def test_every_service_healthy_and_init_completed(stack: Stack):
     for job in ONE_SHOT_SERVICES:
         assert states[job].state == "exited" and states[job].exit_code == 0, states[job]
     assert states["log-groomer"].state == "running"
-    assert "init finished" in stack.logs("init")
+    assert "db-migrate finished" in stack.logs("db-migrate")
 
 
 def test_containers_run_as_non_root_under_an_init_process(stack: Stack):
@@ -45,8 +45,12 @@ def test_containers_run_as_non_root_under_an_init_process(stack: Stack):
 def test_the_worker_loads_the_image_celery_hooks(stack: Stack):
     # celeryconfig's `imports` reach the real worker: scale-in protection reports itself off
     # outside ECS (it is tested against a fake ECS agent in tests/unit/test_scaleprotect.py).
-    poll("worker hooks loaded", lambda: "scale-in protection: off (not on ECS" in stack.logs("worker"), 60,
-         lambda: stack.logs("worker"))  # fmt: skip
+    poll(
+        "worker hooks loaded",
+        lambda: "scale-in protection: off (not on ECS" in stack.logs("worker"),
+        60,
+        lambda: stack.logs("worker"),
+    )
 
 
 def test_postgres_and_redis_are_not_published(stack: Stack):
@@ -120,9 +124,17 @@ def test_ui_login_in_chromium(stack: Stack):
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1400,900"):  # fmt: skip
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,900",
+    ):
         options.add_argument(flag)
     browser = webdriver.Chrome(service=Service(driver), options=options)
     ARTIFACTS.mkdir(exist_ok=True)
@@ -145,11 +157,17 @@ def test_ui_login_in_chromium(stack: Stack):
 
 def test_component_refuses_to_start_when_the_database_never_answers(stack: Stack):
     result = stack.run(
-        "run", "--rm", "--no-deps",
-        "-e", "AIRFLOW_STACK_WAIT_TIMEOUT=3",
-        "-e", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=postgresql+psycopg2://airflow:x@postgres-gone:5432/airflow",
-        "dag-processor", check=False, timeout=120,
-    )  # fmt: skip
+        "run",
+        "--rm",
+        "--no-deps",
+        "-e",
+        "AIRFLOW_STACK_WAIT_TIMEOUT=3",
+        "-e",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=postgresql+psycopg2://airflow:x@postgres-gone:5432/airflow",
+        "dag-processor",
+        check=False,
+        timeout=120,
+    )
     assert result.returncode != 0
     assert "PostgreSQL at postgres-gone:5432 did not answer within 3 s" in result.stderr
     assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" in result.stderr
@@ -177,8 +195,8 @@ def test_restart_on_existing_volumes_keeps_runs_and_init_is_idempotent(stack: St
     stack.run("down")
     elapsed = stack.up()
     print(f"\nstack ready on existing volumes in {elapsed:.1f} s")
-    init_log = stack.logs("init")
-    assert "already exists" in init_log and "init finished" in init_log
+    migrate_log = stack.logs("db-migrate")
+    assert "already exists" in migrate_log and "db-migrate finished" in migrate_log
     with stack.api() as api:
         runs = api.get(f"/dags/{DAG_ID}/dagRuns").json()["dag_runs"]
         assert {run["dag_run_id"]: run["state"] for run in runs}.get(dag_run) == "success"

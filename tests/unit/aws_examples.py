@@ -55,9 +55,11 @@ def deploy(name: str, stack: str, params: Path, *upstream: dict[str, str], **ove
     chosen = awsdeploy.stack_parameters(template, sources, strict=[str(params), "the command line"])
     cloudformation = boto3.client("cloudformation", region_name=REGION)
     cloudformation.create_stack(
-        StackName=name, TemplateBody=template.read_text(), Capabilities=["CAPABILITY_IAM"],
+        StackName=name,
+        TemplateBody=template.read_text(),
+        Capabilities=["CAPABILITY_IAM"],
         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in chosen.items()],
-    )  # fmt: skip
+    )
     described = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
     assert described["StackStatus"] == "CREATE_COMPLETE", described.get("StackStatusReason")
     return outputs(name)

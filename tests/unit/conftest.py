@@ -28,6 +28,9 @@ def moto_endpoint() -> str:
 @pytest.fixture
 def aws_test_credentials(monkeypatch) -> None:
     """Fake credentials and a region for boto3 clients pointed at moto."""
-    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(name, value)

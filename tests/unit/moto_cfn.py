@@ -91,7 +91,9 @@ class CacheSubnetGroup(_ApiBacked, CloudFormationModel):
     @classmethod
     def create(cls, client, name, props):
         client.create_cache_subnet_group(
-            CacheSubnetGroupName=name.lower(), CacheSubnetGroupDescription=props["Description"], SubnetIds=props["SubnetIds"]
+            CacheSubnetGroupName=name.lower(),
+            CacheSubnetGroupDescription=props["Description"],
+            SubnetIds=props["SubnetIds"],
         )
         return name.lower(), {}
 
@@ -145,9 +147,11 @@ class Secret(_ApiBacked, CloudFormationModel):
             secrets.choice(alphabet) for _ in range(int(generate.get("PasswordLength", 32)))
         )
         arn = client.create_secret(
-            Name=props.get("Name", name), SecretString=value, Description=props.get("Description", ""),
+            Name=props.get("Name", name),
+            SecretString=value,
+            Description=props.get("Description", ""),
             KmsKeyId=props.get("KmsKeyId", ""),
-        )["ARN"]  # fmt: skip
+        )["ARN"]
         return arn, {"Id": arn}
 
 
@@ -169,9 +173,11 @@ class DiscoveryService(_ApiBacked, CloudFormationModel):
     @classmethod
     def create(cls, client, name, props):
         service = client.create_service(
-            Name=props["Name"], NamespaceId=props["NamespaceId"], DnsConfig=props["DnsConfig"],
+            Name=props["Name"],
+            NamespaceId=props["NamespaceId"],
+            DnsConfig=props["DnsConfig"],
             HealthCheckCustomConfig={"FailureThreshold": int(props["HealthCheckCustomConfig"]["FailureThreshold"])},
-        )["Service"]  # fmt: skip
+        )["Service"]
         return service["Id"], {"Id": service["Id"], "Arn": service["Arn"], "Name": service["Name"]}
 
 
@@ -183,10 +189,13 @@ class ScalableTarget(_ApiBacked, CloudFormationModel):
     @classmethod
     def create(cls, client, name, props):
         client.register_scalable_target(
-            ServiceNamespace=props["ServiceNamespace"], ResourceId=props["ResourceId"],
-            ScalableDimension=props["ScalableDimension"], MinCapacity=int(props["MinCapacity"]),
-            MaxCapacity=int(props["MaxCapacity"]), RoleARN=props["RoleARN"],
-        )  # fmt: skip
+            ServiceNamespace=props["ServiceNamespace"],
+            ResourceId=props["ResourceId"],
+            ScalableDimension=props["ScalableDimension"],
+            MinCapacity=int(props["MinCapacity"]),
+            MaxCapacity=int(props["MaxCapacity"]),
+            RoleARN=props["RoleARN"],
+        )
         return f"{props['ResourceId']}|{props['ScalableDimension']}|{props['ServiceNamespace']}", {}
 
 
@@ -205,10 +214,13 @@ class ScalingPolicy(_ApiBacked, CloudFormationModel):
     def create(cls, client, name, props):
         resource_id, dimension, namespace = props["ScalingTargetId"].split("|")
         arn = client.put_scaling_policy(
-            PolicyName=props["PolicyName"], ServiceNamespace=namespace, ResourceId=resource_id,
-            ScalableDimension=dimension, PolicyType=props["PolicyType"],
+            PolicyName=props["PolicyName"],
+            ServiceNamespace=namespace,
+            ResourceId=resource_id,
+            ScalableDimension=dimension,
+            PolicyType=props["PolicyType"],
             StepScalingPolicyConfiguration=cls._step_config(props["StepScalingPolicyConfiguration"]),
-        )["PolicyARN"]  # fmt: skip
+        )["PolicyARN"]
         return arn, {}
 
 
@@ -225,11 +237,15 @@ class Alarm(_ApiBacked, CloudFormationModel):
     @classmethod
     def create(cls, client, name, props):
         client.put_metric_alarm(
-            AlarmName=name, AlarmDescription=props.get("AlarmDescription", ""),
-            ComparisonOperator=props["ComparisonOperator"], Threshold=float(props["Threshold"]),
-            EvaluationPeriods=int(props["EvaluationPeriods"]), TreatMissingData=props.get("TreatMissingData", "missing"),
-            AlarmActions=props.get("AlarmActions", []), Metrics=[cls._query(q) for q in props["Metrics"]],
-        )  # fmt: skip
+            AlarmName=name,
+            AlarmDescription=props.get("AlarmDescription", ""),
+            ComparisonOperator=props["ComparisonOperator"],
+            Threshold=float(props["Threshold"]),
+            EvaluationPeriods=int(props["EvaluationPeriods"]),
+            TreatMissingData=props.get("TreatMissingData", "missing"),
+            AlarmActions=props.get("AlarmActions", []),
+            Metrics=[cls._query(q) for q in props["Metrics"]],
+        )
         return name, {}
 
 

@@ -32,13 +32,16 @@ def entry(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", mode: int = 
 
 
 def test_a_good_tar_extracts_with_safe_modes_and_fresh_mtimes(tmp_path: Path):
-    archive = make_tar(tmp_path / "a.tar.gz", [
-        (entry("pkg", tarfile.DIRTYPE, mode=0o777), None),
-        (entry("pkg/dag.py", mode=0o4777), b"print('dag')\n"),
-        (entry("pkg/helper.sh", mode=0o755), b"#!/bin/sh\n"),
-        (entry("pkg/alias.py", tarfile.SYMTYPE, link="dag.py"), None),
-        (entry("copy.py", tarfile.LNKTYPE, link="pkg/dag.py"), None),
-    ])  # fmt: skip
+    archive = make_tar(
+        tmp_path / "a.tar.gz",
+        [
+            (entry("pkg", tarfile.DIRTYPE, mode=0o777), None),
+            (entry("pkg/dag.py", mode=0o4777), b"print('dag')\n"),
+            (entry("pkg/helper.sh", mode=0o755), b"#!/bin/sh\n"),
+            (entry("pkg/alias.py", tarfile.SYMTYPE, link="dag.py"), None),
+            (entry("copy.py", tarfile.LNKTYPE, link="pkg/dag.py"), None),
+        ],
+    )
     release = tmp_path / "release"
     assert extract(archive, "tar", release, LIMITS) == 3
     assert (release / "pkg/dag.py").read_text() == "print('dag')\n"
@@ -71,18 +74,23 @@ def test_an_escaping_or_special_tar_entry_is_refused_and_nothing_is_written_outs
 
 
 def test_a_symlink_to_its_own_folder_is_refused(tmp_path: Path):
-    archive = make_tar(tmp_path / "a.tar.gz", [(entry("a/dag.py"), b"x"), (entry("a/b/up", tarfile.SYMTYPE, link=".."), None)])
+    archive = make_tar(
+        tmp_path / "a.tar.gz", [(entry("a/dag.py"), b"x"), (entry("a/b/up", tarfile.SYMTYPE, link=".."), None)]
+    )
     with pytest.raises(UnsafeArchive, match="its own parent folder"):
         extract(archive, "tar", tmp_path / "release", LIMITS)
 
 
 def test_a_file_written_through_an_earlier_symlink_is_refused(tmp_path: Path):
     # A link inside the release is fine; links are created last, so no file lands through one.
-    archive = make_tar(tmp_path / "a.tar.gz", [
-        (entry("real", tarfile.DIRTYPE), None),
-        (entry("alias", tarfile.SYMTYPE, link="real"), None),
-        (entry("alias/dag.py"), b"x"),
-    ])  # fmt: skip
+    archive = make_tar(
+        tmp_path / "a.tar.gz",
+        [
+            (entry("real", tarfile.DIRTYPE), None),
+            (entry("alias", tarfile.SYMTYPE, link="real"), None),
+            (entry("alias/dag.py"), b"x"),
+        ],
+    )
     with pytest.raises(UnsafeArchive):
         extract(archive, "tar", tmp_path / "release", LIMITS)
 

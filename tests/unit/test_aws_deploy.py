@@ -17,8 +17,15 @@ from tests.unit import moto_cfn  # noqa: F401 - registers the extra CloudFormati
 from tests.unit.aws_examples import AWS_DIR, REGION, deploy, network, params_file
 
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/airflow-stack:1.0.0"
-SECRET_NAMES = ["admin-password", "api-secret-key", "db-password", "fernet-key", "flower-password", "jwt-secret",
-                "redis-auth-token"]  # fmt: skip
+SECRET_NAMES = [
+    "admin-password",
+    "api-secret-key",
+    "db-password",
+    "fernet-key",
+    "flower-password",
+    "jwt-secret",
+    "redis-auth-token",
+]
 
 
 @pytest.fixture
@@ -35,10 +42,18 @@ def aws(monkeypatch):
 def stacks(aws, tmp_path):
     ids = network()
     data = deploy("staging-airflow-data", "data", params_file(tmp_path, "data", ids), EnvironmentName="staging")
-    apps = deploy("staging-airflow-apps", "apps", params_file(tmp_path, "apps", ids), data,
-                  EnvironmentName="staging", Image=IMAGE)  # fmt: skip
-    workers = deploy("staging-airflow-workers", "workers", params_file(tmp_path, "workers", ids), data, apps,
-                     EnvironmentName="staging", Image=IMAGE)  # fmt: skip
+    apps = deploy(
+        "staging-airflow-apps", "apps", params_file(tmp_path, "apps", ids), data, EnvironmentName="staging", Image=IMAGE
+    )
+    workers = deploy(
+        "staging-airflow-workers",
+        "workers",
+        params_file(tmp_path, "workers", ids),
+        data,
+        apps,
+        EnvironmentName="staging",
+        Image=IMAGE,
+    )
     return {"data": data, "apps": apps, "workers": workers, "ids": ids, "tmp_path": tmp_path}
 
 
@@ -82,8 +97,9 @@ def test_data_stack_makes_encrypted_stores_and_the_shared_secrets(stacks):
 
 def test_high_availability_turns_on_multi_az_and_redis_failover(aws, tmp_path):
     ids = network()
-    deploy("prod-airflow-data", "data", params_file(tmp_path, "data", ids, HighAvailability="true"),
-           EnvironmentName="prod")  # fmt: skip
+    deploy(
+        "prod-airflow-data", "data", params_file(tmp_path, "data", ids, HighAvailability="true"), EnvironmentName="prod"
+    )
     database = boto3.client("rds", region_name=REGION).describe_db_instances()["DBInstances"][0]
     assert database["MultiAZ"] is True
     redis = boto3.client("elasticache", region_name=REGION).describe_replication_groups()["ReplicationGroups"][0]
@@ -100,14 +116,29 @@ def test_apps_stack_runs_every_component_with_secrets_from_secrets_manager(stack
     arns = ecs.list_services(cluster=apps["ClusterName"])["serviceArns"]
     services = ecs.describe_services(cluster=apps["ClusterName"], services=arns)["services"]
     assert {s["serviceName"]: s["desiredCount"] for s in services} == {
-        "api-server": 2, "scheduler": 2, "dag-processor": 1, "triggerer": 1, "flower": 1, "monitor": 1, "dag-sync": 1,
-    }  # fmt: skip
+        "api-server": 2,
+        "scheduler": 2,
+        "dag-processor": 1,
+        "triggerer": 1,
+        "flower": 1,
+        "monitor": 1,
+        "dag-sync": 1,
+    }
 
     secretsmanager = boto3.client("secretsmanager", region_name=REGION)
     secret_arns = {s["ARN"] for s in secretsmanager.list_secrets()["SecretList"]}
     secret_values = {secretsmanager.get_secret_value(SecretId=arn)["SecretString"] for arn in secret_arns}
-    for family in ("api-server", "scheduler", "dag-processor", "triggerer", "flower", "monitor", "dag-sync",
-                   "db-migrate", "bootstrap"):  # fmt: skip
+    for family in (
+        "api-server",
+        "scheduler",
+        "dag-processor",
+        "triggerer",
+        "flower",
+        "monitor",
+        "dag-sync",
+        "db-migrate",
+        "bootstrap",
+    ):
         container = task_definition(f"staging-airflow-{family}")["containerDefinitions"][0]
         assert container["image"] == IMAGE
         assert {s["valueFrom"] for s in container.get("secrets", [])} <= secret_arns, family
@@ -115,15 +146,19 @@ def test_apps_stack_runs_every_component_with_secrets_from_secrets_manager(stack
         assert not [v for v in secret_values if v in plain], f"{family} has a secret value in its environment"
     scheduler = task_definition("staging-airflow-scheduler")["containerDefinitions"][0]
     assert {s["name"] for s in scheduler["secrets"]} >= {
-        "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY",
-        "AIRFLOW_STACK_DB_PASSWORD", "AIRFLOW_STACK_REDIS_PASSWORD",
-    }  # fmt: skip
+        "AIRFLOW__CORE__FERNET_KEY",
+        "AIRFLOW__API_AUTH__JWT_SECRET",
+        "AIRFLOW__API__SECRET_KEY",
+        "AIRFLOW_STACK_DB_PASSWORD",
+        "AIRFLOW_STACK_REDIS_PASSWORD",
+    }
 
     elbv2 = boto3.client("elbv2", region_name=REGION)
     balancer = elbv2.describe_load_balancers()["LoadBalancers"][0]
     assert apps["LoadBalancerDnsName"] == balancer["DNSName"]
     listeners = {
-        listener["Port"]: listener for listener in elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
+        listener["Port"]: listener
+        for listener in elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
     }
     assert sorted(listeners) == [80, 443]  # Flower is internal by default
     assert listeners[80]["DefaultActions"][0]["RedirectConfig"]["Protocol"] == "HTTPS"
@@ -161,6 +196,7 @@ def test_a_parameter_file_with_an_unknown_key_is_refused_before_anything_deploys
     path = tmp_path / "apps.params"
     path.write_text("VpcId=vpc-1\nSchedulerCuont=2\n")
     with pytest.raises(awsdeploy.StackError) as caught:
-        awsdeploy.stack_parameters(AWS_DIR / "templates" / "apps.yaml", [(str(path), awsdeploy.read_params_file(path))],
-                                   strict=[str(path)])  # fmt: skip
+        awsdeploy.stack_parameters(
+            AWS_DIR / "templates" / "apps.yaml", [(str(path), awsdeploy.read_params_file(path))], strict=[str(path)]
+        )
     assert "SchedulerCuont" in caught.value.problem and caught.value.setting == str(path)

@@ -28,10 +28,12 @@ IMAGE = "registry.example.com/airflow-stack:1.0.0"
 def aws_env(moto_endpoint, monkeypatch, tmp_path) -> dict[str, str]:
     """The environment `make` runs in: the AWS CLI pointed at moto, fake credentials."""
     variables = {
-        "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": REGION,
         # For the boto3 clients of the extra CloudFormation types, inside moto's server.
         "AWS_ENDPOINT_URL": moto_endpoint,
-    }  # fmt: skip
+    }
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
@@ -40,8 +42,13 @@ def aws_env(moto_endpoint, monkeypatch, tmp_path) -> dict[str, str]:
 
 
 def make(aws_env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "--no-print-directory", "-C", str(AWS_DIR), *args, f"AWS={aws_env['AWS']}"],
-                          capture_output=True, text=True, env=aws_env, timeout=600)  # fmt: skip
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(AWS_DIR), *args, f"AWS={aws_env['AWS']}"],
+        capture_output=True,
+        text=True,
+        env=aws_env,
+        timeout=600,
+    )
 
 
 def environment(tmp_path: Path, name: str) -> Path:
@@ -67,12 +74,16 @@ def test_data_secrets_and_workers_through_the_makefile(aws_env, tmp_path):
     assert again.returncode == 0 and "left unchanged" in again.stdout, again.stdout + again.stderr
     assert secretsmanager.get_secret_value(SecretId="mk/airflow/fernet-key")["SecretString"] == key
 
-    deploy("mk-airflow-apps", "apps", params / "apps.params", outputs("mk-airflow-data"), EnvironmentName="mk", Image=IMAGE)
+    deploy(
+        "mk-airflow-apps", "apps", params / "apps.params", outputs("mk-airflow-data"), EnvironmentName="mk", Image=IMAGE
+    )
 
     workers = make(aws_env, "ENV=mk", f"PARAMS={params}", f"IMAGE={IMAGE}", "workers")
     assert workers.returncode == 0, workers.stdout + workers.stderr
     ecs = boto3.client("ecs", region_name=REGION)
-    worker = ecs.describe_task_definition(taskDefinition="mk-airflow-worker")["taskDefinition"]["containerDefinitions"][0]
+    worker = ecs.describe_task_definition(taskDefinition="mk-airflow-worker")["taskDefinition"]["containerDefinitions"][
+        0
+    ]
     environment_of = {e["name"]: e["value"] for e in worker["environment"]}
     assert environment_of["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == outputs("mk-airflow-apps")["ExecutionApiUrl"]
     assert worker["image"] == IMAGE

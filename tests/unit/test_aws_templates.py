@@ -41,10 +41,24 @@ def checkov(framework: str, *files: Path) -> list[dict]:
     """checkov's JSON reports (one per framework), from its own locked tool environment."""
     args = [f"--file={f}" for f in files]
     result = subprocess.run(
-        [UV, "run", "--project", str(ROOT / "tools" / "checkov"), "--frozen", "--quiet", "checkov",
-         f"--framework={framework}", "--skip-download", "--output=json", *args],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
-    )  # fmt: skip
+        [
+            UV,
+            "run",
+            "--project",
+            str(ROOT / "tools" / "checkov"),
+            "--frozen",
+            "--quiet",
+            "checkov",
+            f"--framework={framework}",
+            "--skip-download",
+            "--output=json",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert result.returncode in (0, 1), result.stderr[-3000:]
     reports = json.loads(result.stdout)
     return reports if isinstance(reports, list) else [reports]
@@ -61,7 +75,12 @@ def test_checkov_fails_no_check_and_every_skip_says_why(framework: str, files: l
     failed = [f"{c['check_id']} {c['resource']} ({c['file_path']})" for r in results for c in r["failed_checks"]]
     assert failed == []
     assert sum(len(r["passed_checks"]) for r in results) > 50
-    unexplained = [c["check_id"] for r in results for c in r["skipped_checks"] if not c.get("check_result", {}).get("suppress_comment")]
+    unexplained = [
+        c["check_id"]
+        for r in results
+        for c in r["skipped_checks"]
+        if not c.get("check_result", {}).get("suppress_comment")
+    ]
     assert unexplained == []
 
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_stack.jobs import bootstrap
 from airflow_stack.core.errors import StackError
+from airflow_stack.jobs import bootstrap
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,9 @@ def test_the_shipped_file_is_valid_without_any_environment():
 def test_references_resolve_from_environment_defaults_and_files(tmp_path):
     secret = tmp_path / "token"
     secret.write_text("from-a-file\n")
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
 connections:
   api:
     conn_type: http
@@ -47,7 +49,8 @@ variables:
   limits: {{max: 5}}
 pools:
   etl: {{slots: 4, description: ETL jobs}}
-""")
+""",
+    )
     spec = bootstrap.load(path, {"API_HOST": "api.internal"})
     api = spec.connections["api"]
     assert (api.host, api.port, api.password) == ("api.internal", 8443, "from-a-file")
@@ -59,16 +62,22 @@ pools:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        pytest.param("connections:\n  a:\n    conn_type: http\n   host: [unclosed\n",
-                     ":4: YAML syntax:", id="syntax error"),
-        pytest.param("connections:\n  api:\n    conn_type: http\n    hostname: x\n",
-                     ":4: connections.api.hostname: Extra inputs are not permitted", id="unknown field"),
+        pytest.param(
+            "connections:\n  a:\n    conn_type: http\n   host: [unclosed\n", ":4: YAML syntax:", id="syntax error"
+        ),
+        pytest.param(
+            "connections:\n  api:\n    conn_type: http\n    hostname: x\n",
+            ":4: connections.api.hostname: Extra inputs are not permitted",
+            id="unknown field",
+        ),
         pytest.param("pools:\n  etl:\n    slots: many\n", ":3: pools.etl.slots:", id="wrong type"),
-        pytest.param("connections:\n  db:\n    conn_type: postgres\n    password: ${DB_PASSWORD}\n",
-                     ":4: connections.db.password: environment variable DB_PASSWORD is not set",
-                     id="missing environment variable"),
+        pytest.param(
+            "connections:\n  db:\n    conn_type: postgres\n    password: ${DB_PASSWORD}\n",
+            ":4: connections.db.password: environment variable DB_PASSWORD is not set",
+            id="missing environment variable",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_bad_input_is_named_with_its_line_and_field(tmp_path, text, expected):
     path = write(tmp_path, text)
     assert f"{path}{expected}" in refusal(path)

@@ -9,7 +9,6 @@ Import-error validation needs Airflow and is tested end to end (tests/e2e/test_d
 from __future__ import annotations
 
 import dataclasses
-
 import hashlib
 import json
 import os
@@ -24,9 +23,9 @@ import pytest
 from werkzeug import Request, Response
 
 from airflow_stack.core import settings
+from airflow_stack.core.errors import StackError
 from airflow_stack.dags import dagsync
 from airflow_stack.host import dagpublish
-from airflow_stack.core.errors import StackError
 
 from .test_archive import entry, make_tar
 
@@ -51,8 +50,10 @@ class Repo:
         name = request.path.removeprefix("/dags/")
         if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
             return self._hit(name, Response("no", status=401))
-        if self.basic and (request.authorization is None or
-                           (request.authorization.username, request.authorization.password) != self.basic):
+        if self.basic and (
+            request.authorization is None
+            or (request.authorization.username, request.authorization.password) != self.basic
+        ):
             return self._hit(name, Response("no", status=401))
         if self.delay:
             time.sleep(self.delay)
@@ -100,14 +101,21 @@ def snapshot(root: Path) -> dict[str, str]:
     if live.exists():
         for path in sorted(live.rglob("*")):
             rel = str(path.relative_to(live))
-            found[rel] = os.readlink(path) if path.is_symlink() else (
-                hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir")  # fmt: skip
+            found[rel] = (
+                os.readlink(path)
+                if path.is_symlink()
+                else (hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir")
+            )
     return found
 
 
 def make_sync(tmp_path: Path, source: str, **overrides: str) -> dagsync.DagSync:
-    env = {"AIRFLOW_STACK_DAG_SOURCE": source, "AIRFLOW_STACK_DAG_RELEASES_DIR": str(tmp_path / "store"),
-           "AIRFLOW_STACK_DAG_SOURCE_TIMEOUT": "2", **overrides}  # fmt: skip
+    env = {
+        "AIRFLOW_STACK_DAG_SOURCE": source,
+        "AIRFLOW_STACK_DAG_RELEASES_DIR": str(tmp_path / "store"),
+        "AIRFLOW_STACK_DAG_SOURCE_TIMEOUT": "2",
+        **overrides,
+    }
     settings.resolve_file_twins(env)
     cfg = dagsync.load_settings(env)
     sync = dagsync.DagSync(cfg, dagsync.make_source(cfg), validator=None)
@@ -170,8 +178,12 @@ def test_basic_auth_is_sent(tmp_path, httpserver):
     repo.publish(dag_folder(tmp_path, "v1", "x = 1\n"), "1", tmp_path / "published")
     password_file = tmp_path / "password"
     password_file.write_text("pa55-word\n")
-    sync = make_sync(tmp_path / "s", repo.url + "LATEST", AIRFLOW_STACK_DAG_SOURCE_USERNAME="robot",
-                     AIRFLOW_STACK_DAG_SOURCE_PASSWORD_FILE=str(password_file))  # fmt: skip
+    sync = make_sync(
+        tmp_path / "s",
+        repo.url + "LATEST",
+        AIRFLOW_STACK_DAG_SOURCE_USERNAME="robot",
+        AIRFLOW_STACK_DAG_SOURCE_PASSWORD_FILE=str(password_file),
+    )
     ok, decision = sync.poll()
     assert ok and "activated dags-1" in decision, decision
 
@@ -227,7 +239,9 @@ def raw_server(response: bytes) -> str:
 
 
 def test_a_truncated_download_leaves_the_live_release_untouched(live, tmp_path):
-    url = raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nContent-Type: application/gzip\r\n\r\n" + b"\x1f\x8b" * 50)
+    url = raw_server(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nContent-Type: application/gzip\r\n\r\n" + b"\x1f\x8b" * 50
+    )
     live.source = dagsync.make_source(dataclasses.replace(live.cfg, source=f"{url}/dags-latest.tar.gz"))
     assert_rejected(live, "truncated download")
 
@@ -260,7 +274,7 @@ def test_the_artifactory_checksum_header_is_checked(live, repo: Repo, tmp_path):
 def test_last_modified_is_used_when_the_server_sends_no_etag(tmp_path, repo: Repo):
     repo.etags = False
     repo.publish(dag_folder(tmp_path, "v1", "x = 1\n"), "1", tmp_path / "published")
-    repo.modified = {name: "Wed, 25 Nov 2026 00:00:00 GMT" for name in repo.files}
+    repo.modified = dict.fromkeys(repo.files, "Wed, 25 Nov 2026 00:00:00 GMT")
     sync = make_sync(tmp_path, repo.url + "LATEST")
     assert sync.poll()[0]
     repo.hits.clear()
@@ -360,7 +374,9 @@ def test_invalid_settings_are_refused_naming_each_variable(tmp_path):
     text = error.value.render()
     for name in ("AIRFLOW_STACK_DAG_SYNC_INTERVAL='soon'", "AIRFLOW_STACK_DAG_KEEP_RELEASES='1' is below 2"):
         assert name in text, text
-    with pytest.raises(StackError, match="AIRFLOW_STACK_DAG_SOURCE='ftp://x/LATEST' is not a http:// or https:// or s3://"):
+    with pytest.raises(
+        StackError, match="AIRFLOW_STACK_DAG_SOURCE='ftp://x/LATEST' is not a http:// or https:// or s3://"
+    ):
         dagsync.load_settings({"AIRFLOW_STACK_DAG_SOURCE": "ftp://x/LATEST"})
 
 
@@ -382,8 +398,12 @@ def test_s3_pointer_conditional_requests_checksum_and_faults(tmp_path, s3, moto_
     assert not ok and f"s3://{bucket}/prod/LATEST does not exist" in decision
 
     artifact = dagpublish.publish(dag_folder(tmp_path, "v1", "VERSION = 1\n"), "1.0.0", tmp_path / "pub")
-    client.put_object(Bucket=bucket, Key=f"prod/{artifact.name}", Body=artifact.read_bytes(),
-                      Metadata={"sha256": hashlib.sha256(artifact.read_bytes()).hexdigest()})  # fmt: skip
+    client.put_object(
+        Bucket=bucket,
+        Key=f"prod/{artifact.name}",
+        Body=artifact.read_bytes(),
+        Metadata={"sha256": hashlib.sha256(artifact.read_bytes()).hexdigest()},
+    )
     client.put_object(Bucket=bucket, Key="prod/LATEST", Body=f"{artifact.name}\n".encode())
     ok, decision = sync.poll()
     assert ok and "activated dags-1.0.0" in decision and "checksum verified" in decision, decision

@@ -21,23 +21,35 @@ WORKERS, _ = decode(str(ROOT / "deploy" / "aws" / "templates" / "workers.yaml"))
 
 # Compose service -> the template holding its ECS container.
 COMPONENTS = {
-    **{name: APPS for name in ("api-server", "scheduler", "dag-processor", "triggerer", "flower", "monitor",
-                               "dag-sync", "db-migrate", "bootstrap")},  # fmt: skip
+    **dict.fromkeys(
+        (
+            "api-server",
+            "scheduler",
+            "dag-processor",
+            "triggerer",
+            "flower",
+            "monitor",
+            "dag-sync",
+            "db-migrate",
+            "bootstrap",
+        ),
+        APPS,
+    ),
     "worker": WORKERS,
 }
 
 # On ECS only, and why.
 ECS_ONLY = {
     "AIRFLOW__CELERY__WORKER_CONCURRENCY": "stated on ECS: the monitor (apps stack) and the workers stack must agree",
-    "AIRFLOW_STACK_LOGS_S3_URL": "task logs go to S3 on AWS; locally they do when you set it (README 'Task logs in S3')",
-    "AIRFLOW_STACK_DAG_RELEASES_DIR": "DAGs come from dag-sync's releases on EFS; locally opt-in with the dag-sync profile",
+    "AIRFLOW_STACK_LOGS_S3_URL": "task logs go to S3 on AWS; locally they do when you set it (docs/operations.md)",
+    "AIRFLOW_STACK_DAG_RELEASES_DIR": "DAGs from dag-sync's releases on EFS; locally opt-in with the dag-sync profile",
     "AIRFLOW_STACK_DAG_SYNC_INTERVAL": "30 s on ECS; locally the shorter default shows a publish at once",
     "AIRFLOW_STACK_DAG_SOURCE_TOKEN": "optional on both sides: ECS injects it when DagSourceTokenArn is set",
-    "AIRFLOW_STACK_FLOWER_USERNAME": "the Flower basic-auth user; compose writes it into AIRFLOW__CELERY__FLOWER_BASIC_AUTH",
+    "AIRFLOW_STACK_FLOWER_USERNAME": "the basic-auth user; compose puts it into AIRFLOW__CELERY__FLOWER_BASIC_AUTH",
 }
 # In compose only, for every component, and why.
 COMPOSE_ONLY_EVERYWHERE = {
-    "AIRFLOW__CELERY__FLOWER_BASIC_AUTH": "compose shares one environment; on ECS only Flower gets it (from its secret)",
+    "AIRFLOW__CELERY__FLOWER_BASIC_AUTH": "compose shares one environment; on ECS only Flower gets it (its secret)",
     "AUTOSCALE_KEEPALIVE": "Celery's keep-alive of an autoscaled pool; ECS workers have a fixed pool",
     "AIRFLOW_STACK_SERVE_LOGS": "a knob for a shared logs folder, which ECS has not (on by default in compose)",
 }
@@ -46,17 +58,27 @@ COMPOSE_ONLY = {
     "worker": {
         settings.SQL_ALCHEMY_CONN.name: "ECS workers hold no database credentials: their result backend is Redis",
     },
-    "flower": {
-        name: "Flower reads the broker only"
-        for name in (
-            settings.FERNET_KEY.name, settings.JWT_SECRET.name, settings.API_SECRET_KEY.name, settings.SQL_ALCHEMY_CONN.name,
-            settings.EXECUTION_API_SERVER_URL.name, "AIRFLOW__CORE__AUTH_MANAGER", "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION",
-            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK", "AIRFLOW__API__BASE_URL", "AWS_DEFAULT_REGION",
-            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT", "AIRFLOW__CORE__DEFAULT_TASK_RETRIES",
-            "AIRFLOW__WORKERS__EXECUTION_API_RETRIES", "AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS",
-            "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN", "AIRFLOW__DAG_PROCESSOR__STALE_BUNDLE_CLEANUP_INTERVAL",
-        )
-    },  # fmt: skip
+    "flower": dict.fromkeys(
+        (
+            settings.FERNET_KEY.name,
+            settings.JWT_SECRET.name,
+            settings.API_SECRET_KEY.name,
+            settings.SQL_ALCHEMY_CONN.name,
+            settings.EXECUTION_API_SERVER_URL.name,
+            "AIRFLOW__CORE__AUTH_MANAGER",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION",
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK",
+            "AIRFLOW__API__BASE_URL",
+            "AWS_DEFAULT_REGION",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT",
+            "AIRFLOW__CORE__DEFAULT_TASK_RETRIES",
+            "AIRFLOW__WORKERS__EXECUTION_API_RETRIES",
+            "AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS",
+            "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN",
+            "AIRFLOW__DAG_PROCESSOR__STALE_BUNDLE_CLEANUP_INTERVAL",
+        ),
+        "Flower reads the broker only",
+    ),
 }
 # The variables that complete a URL setting with its password (airflow_stack.core.settings).
 PASSWORD_FOR = {
@@ -66,12 +88,21 @@ PASSWORD_FOR = {
 }
 # Settings whose value must be the same on both sides (the others name endpoints or secrets).
 SAME_VALUE = (
-    "AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CORE__AUTH_MANAGER", "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS",
-    "AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK",
-    "AIRFLOW_STACK_MONITOR_INTERVAL", "AIRFLOW_STACK_MONITOR_NAMESPACE", "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT",
-    "AIRFLOW__CORE__DEFAULT_TASK_RETRIES", "AIRFLOW__WORKERS__EXECUTION_API_RETRIES", "AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS",
-    "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN", "AIRFLOW__DAG_PROCESSOR__STALE_BUNDLE_CLEANUP_INTERVAL",
-)  # fmt: skip
+    "AIRFLOW__CORE__EXECUTOR",
+    "AIRFLOW__CORE__AUTH_MANAGER",
+    "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS",
+    "AIRFLOW__CORE__LOAD_EXAMPLES",
+    "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION",
+    "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK",
+    "AIRFLOW_STACK_MONITOR_INTERVAL",
+    "AIRFLOW_STACK_MONITOR_NAMESPACE",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT",
+    "AIRFLOW__CORE__DEFAULT_TASK_RETRIES",
+    "AIRFLOW__WORKERS__EXECUTION_API_RETRIES",
+    "AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS",
+    "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN",
+    "AIRFLOW__DAG_PROCESSOR__STALE_BUNDLE_CLEANUP_INTERVAL",
+)
 _DEFAULTED = re.compile(r"\$\{\w+:-([^}]*)\}")
 _REQUIRED = re.compile(r"\$\{\w+(:\?[^}]*)?\}")
 
@@ -102,7 +133,11 @@ def ecs_container(service: str) -> dict:
 def ecs_value(template: dict, value: object) -> str | None:
     """A plain value, or a parameter's default; None for values built from the environment."""
     if isinstance(value, dict) and "Ref" in value:
-        return str(template["Parameters"].get(value["Ref"], {}).get("Default")) if value["Ref"] in template["Parameters"] else None
+        return (
+            str(template["Parameters"].get(value["Ref"], {}).get("Default"))
+            if value["Ref"] in template["Parameters"]
+            else None
+        )
     return None if isinstance(value, dict) else str(value)
 
 

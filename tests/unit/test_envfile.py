@@ -11,8 +11,15 @@ def test_writes_every_secret_once_with_private_mode(tmp_path):
     env_file = tmp_path / ".env"
     assert envfile.write_env_file(env_file, 1000)
     values = envfile.read_env_file(env_file)
-    for key in ("AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY", "POSTGRES_PASSWORD",
-                "REDIS_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "FLOWER_PASSWORD"):
+    for key in (
+        "AIRFLOW_FERNET_KEY",
+        "AIRFLOW_JWT_SECRET",
+        "AIRFLOW_API_SECRET_KEY",
+        "POSTGRES_PASSWORD",
+        "REDIS_PASSWORD",
+        "AIRFLOW_ADMIN_PASSWORD",
+        "FLOWER_PASSWORD",
+    ):
         assert len(values[key]) >= 20, key
     assert len(base64.urlsafe_b64decode(values["AIRFLOW_FERNET_KEY"])) == 32
     assert values["AIRFLOW_UID"] == "1000"

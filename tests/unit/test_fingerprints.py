@@ -4,8 +4,8 @@ import pytest
 
 from airflow_stack.checks import fingerprints
 from airflow_stack.core import settings
-from airflow_stack.host import envfile
 from airflow_stack.core.errors import StackError
+from airflow_stack.host import envfile
 
 
 def test_equal_secrets_equal_fingerprints_and_different_secrets_differ():

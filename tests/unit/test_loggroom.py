@@ -6,8 +6,8 @@ import time
 import pytest
 
 from airflow_stack.core import settings
-from airflow_stack.ops import loggroom
 from airflow_stack.core.errors import StackError
+from airflow_stack.ops import loggroom
 
 
 def test_old_files_and_emptied_folders_are_deleted_recent_ones_kept(tmp_path):

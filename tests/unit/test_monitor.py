@@ -7,8 +7,8 @@ import urllib.request
 
 import pytest
 
-from airflow_stack.ops import monitor
 from airflow_stack.core.errors import StackError
+from airflow_stack.ops import monitor
 
 
 def test_desired_workers_cover_queued_and_running_tasks():
@@ -32,7 +32,12 @@ def test_metrics_have_totals_per_queue_values_and_leave_unknowns_out():
 def test_log_sink_prints_one_line(capsys):
     monitor.log_sink({})(monitor.Sample(queued={"default": 3}))
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "QueuedTasks=3" in err and "QueuedTasks[default]=3" in err and "DesiredWorkers=1" in err
+    assert (
+        err.count("\n") == 1
+        and "QueuedTasks=3" in err
+        and "QueuedTasks[default]=3" in err
+        and "DesiredWorkers=1" in err
+    )
 
 
 def test_unknown_sinks_and_bad_numbers_are_refused_naming_the_setting():
@@ -61,8 +66,11 @@ def test_prometheus_sink_serves_gauges(unused_port):
 def test_cloudwatch_sink_puts_every_value_with_its_dimensions(moto_endpoint, aws_test_credentials):
     import boto3
 
-    env = {"AIRFLOW_STACK_CLOUDWATCH_ENDPOINT_URL": moto_endpoint, "AIRFLOW_STACK_MONITOR_STACK": "unit",
-           "AIRFLOW_STACK_MONITOR_NAMESPACE": "AirflowStackUnit"}  # fmt: skip
+    env = {
+        "AIRFLOW_STACK_CLOUDWATCH_ENDPOINT_URL": moto_endpoint,
+        "AIRFLOW_STACK_MONITOR_STACK": "unit",
+        "AIRFLOW_STACK_MONITOR_NAMESPACE": "AirflowStackUnit",
+    }
     monitor.cloudwatch_sink(env)(monitor.Sample(queued={"default": 40}, running={"default": 8}, dag_release_age=12))
     client = boto3.client("cloudwatch", endpoint_url=moto_endpoint)
     metrics = client.list_metrics(Namespace="AirflowStackUnit")["Metrics"]
@@ -72,10 +80,14 @@ def test_cloudwatch_sink_puts_every_value_with_its_dimensions(moto_endpoint, aws
     assert ("DagReleaseAge", (("Stack", "unit"),)) in found
     import datetime
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     stats = client.get_metric_statistics(
-        Namespace="AirflowStackUnit", MetricName="DesiredWorkers", Dimensions=[{"Name": "Stack", "Value": "unit"}],
-        StartTime=now - datetime.timedelta(minutes=5), EndTime=now + datetime.timedelta(minutes=5),
-        Period=60, Statistics=["Maximum"],
-    )  # fmt: skip
+        Namespace="AirflowStackUnit",
+        MetricName="DesiredWorkers",
+        Dimensions=[{"Name": "Stack", "Value": "unit"}],
+        StartTime=now - datetime.timedelta(minutes=5),
+        EndTime=now + datetime.timedelta(minutes=5),
+        Period=60,
+        Statistics=["Maximum"],
+    )
     assert [point["Maximum"] for point in stats["Datapoints"]] == [3.0]

@@ -6,8 +6,8 @@ import pytest
 
 from airflow_stack.checks import preflight, waiting
 from airflow_stack.core import components, settings
-from airflow_stack.host import envfile
 from airflow_stack.core.errors import StackError
+from airflow_stack.host import envfile
 
 
 def full_env() -> dict[str, str]:
@@ -100,15 +100,23 @@ def test_weak_jwt_secret_or_api_secret_key_is_refused(setting, value, problem):
 @pytest.mark.parametrize(
     ("name", "variable", "value", "named"),
     [
-        ("scheduler", settings.SQL_ALCHEMY_CONN.name, "postgresql+psycopg2://airflow:airflow@db/airflow",
-         settings.SQL_ALCHEMY_CONN.name),
+        (
+            "scheduler",
+            settings.SQL_ALCHEMY_CONN.name,
+            "postgresql+psycopg2://airflow:airflow@db/airflow",
+            settings.SQL_ALCHEMY_CONN.name,
+        ),
         ("scheduler", settings.BROKER_URL.name, "redis://redis:6379/0", settings.BROKER_URL.name),
-        ("worker", settings.RESULT_BACKEND.name, "db+postgresql://airflow:postgres@db/airflow",
-         settings.RESULT_BACKEND.name),
+        (
+            "worker",
+            settings.RESULT_BACKEND.name,
+            "db+postgresql://airflow:postgres@db/airflow",
+            settings.RESULT_BACKEND.name,
+        ),
         ("flower", "AIRFLOW__CELERY__FLOWER_BASIC_AUTH", "admin:admin", "AIRFLOW__CELERY__FLOWER_BASIC_AUTH"),
         ("db-migrate", "AIRFLOW_ADMIN_PASSWORD", "", "AIRFLOW_ADMIN_PASSWORD"),
     ],
-)  # fmt: skip
+)
 def test_empty_or_well_known_password_is_refused(name, variable, value, named):
     env = full_env() | {"AIRFLOW_ADMIN_USERNAME": "admin", "AIRFLOW_ADMIN_PASSWORD": "Zq8-random-enough"}
     env[variable] = value

@@ -11,11 +11,11 @@ import pytest
 
 from airflow_stack import cli
 from airflow_stack.checks import healthcheck
-from airflow_stack.dags import releases
-from airflow_stack.host import dagpublish
-from airflow_stack.dags.dagsource import SourceError, parse_pointer
 from airflow_stack.core.errors import StackError
+from airflow_stack.dags import releases
+from airflow_stack.dags.dagsource import SourceError, parse_pointer
 from airflow_stack.dags.releases import Status, Store, check_version
+from airflow_stack.host import dagpublish
 
 
 def store_with(tmp_path: Path, *versions: str) -> Store:
@@ -65,8 +65,13 @@ def test_configure_airflow_uses_the_release_bundle_only_when_asked():
     env = {"AIRFLOW_STACK_DAG_RELEASES_DIR": "/opt/airflow/dag-releases"}
     releases.configure_airflow(env)
     bundle = json.loads(env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"])
-    assert bundle == [{"name": "dags-folder", "classpath": "airflow_stack.dags.dagbundle.ReleaseDagBundle",
-                       "kwargs": {"releases_dir": "/opt/airflow/dag-releases", "refresh_interval": 2}}]  # fmt: skip
+    assert bundle == [
+        {
+            "name": "dags-folder",
+            "classpath": "airflow_stack.dags.dagbundle.ReleaseDagBundle",
+            "kwargs": {"releases_dir": "/opt/airflow/dag-releases", "refresh_interval": 2},
+        }
+    ]
     assert env["AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL"] == "2"
     assert env["AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL"] == "0"
     explicit = {"AIRFLOW_STACK_DAG_RELEASES_DIR": "/x", "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": "[]"}

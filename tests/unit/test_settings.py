@@ -61,7 +61,10 @@ def test_passwords_are_put_into_the_urls_that_lack_them_quoted():
         "AIRFLOW_STACK_REDIS_PASSWORD": "t0ken#1",
     }
     settings.inject_passwords(env)
-    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql+psycopg2://airflow:p%40ss%3Aw%2Frd@db.internal:5432/airflow"
+    assert (
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        == "postgresql+psycopg2://airflow:p%40ss%3Aw%2Frd@db.internal:5432/airflow"
+    )
     assert env["AIRFLOW__CELERY__BROKER_URL"] == "rediss://:t0ken%231@cache.internal:6379/0?ssl_cert_reqs=required"
     assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == "rediss://:t0ken%231@cache.internal:6379/1?ssl_cert_reqs=required"
     from urllib.parse import unquote, urlsplit
@@ -106,7 +109,9 @@ def test_the_flower_password_becomes_its_basic_auth_and_may_not_double_it():
     assert caught.value.setting == "AIRFLOW__CELERY__FLOWER_BASIC_AUTH"
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("", True), ("true", True), ("YES", True), ("false", False), ("0", False)])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("", True), ("true", True), ("YES", True), ("false", False), ("0", False)]
+)
 def test_log_servers_run_unless_switched_off(raw, expected):
     from airflow_stack.core import components
 
@@ -161,7 +166,9 @@ def test_every_stack_variable_in_compose_and_the_templates_is_declared():
     for template in (ROOT / "deploy" / "aws" / "templates").glob("*.yaml"):
         used |= set(re.findall(r"Name: (AIRFLOW_STACK_[A-Z0-9_]+)", template.read_text()))
     assert len(used) > 20
-    assert sorted(n for n in used if n not in settings.REGISTRY and n.removesuffix("_FILE") not in settings.REGISTRY) == []
+    assert (
+        sorted(n for n in used if n not in settings.REGISTRY and n.removesuffix("_FILE") not in settings.REGISTRY) == []
+    )
 
 
 def test_every_setting_has_a_description_group_and_anchor():
@@ -170,14 +177,21 @@ def test_every_setting_has_a_description_group_and_anchor():
         assert setting.anchor == f"docs/configuration.md#{setting.name.lower()}"
 
 
-BAD_VALUES = {"true or false": "maybe", "whole number": "5s", "seconds": "5s", "number of": "-1", "URL": "nowhere",
-              "comma-separated": "log,statsd"}  # fmt: skip
+BAD_VALUES = {
+    "true or false": "maybe",
+    "whole number": "5s",
+    "seconds": "5s",
+    "number of": "-1",
+    "URL": "nowhere",
+    "comma-separated": "log,statsd",
+}
 
 
 @pytest.mark.parametrize(
-    "setting", [s for s in settings.REGISTRY.values() if s.kind is not settings.TEXT and s.kind is not settings.PATH],
+    "setting",
+    [s for s in settings.REGISTRY.values() if s.kind is not settings.TEXT and s.kind is not settings.PATH],
     ids=lambda s: s.name,
-)  # fmt: skip
+)
 def test_a_bad_value_is_refused_naming_the_setting_and_the_fix(setting):
     bad = next(value for key, value in BAD_VALUES.items() if key in setting.kind.expects)
     with pytest.raises(StackError) as refusal:
@@ -214,8 +228,12 @@ def test_the_settings_command_masks_secrets_and_names_bad_values(capsys, tmp_pat
 
     token = tmp_path / "token"
     token.write_text("s3cr3t-token")
-    env = {"AIRFLOW_STACK_DAG_SOURCE_TOKEN_FILE": str(token), "AIRFLOW__CORE__FERNET_KEY": "k" * 44,
-           "AIRFLOW_STACK_WAIT_TIMEOUT": "soon", "AIRFLOW_STACK_DAG_KEEP_RELEASES": "3"}  # fmt: skip
+    env = {
+        "AIRFLOW_STACK_DAG_SOURCE_TOKEN_FILE": str(token),
+        "AIRFLOW__CORE__FERNET_KEY": "k" * 44,
+        "AIRFLOW_STACK_WAIT_TIMEOUT": "soon",
+        "AIRFLOW_STACK_DAG_KEEP_RELEASES": "3",
+    }
     assert cli.main(["settings"], env) == 0
     out = capsys.readouterr().out
     assert "s3cr3t" not in out and "k" * 44 not in out

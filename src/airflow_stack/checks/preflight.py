@@ -31,9 +31,26 @@ from airflow_stack.ops import s3logs
 MIN_SECRET_LENGTH = 32
 # Values seen as defaults in quick starts, tutorials and old Airflow releases.
 WELL_KNOWN = frozenset(
-    {"airflow", "admin", "password", "postgres", "redis", "flower", "changeme", "change-me", "secret",
-     "temporary_key", "test", "123456", "12345678", "letmein", "default", "root", "guest"}
-)  # fmt: skip
+    {
+        "airflow",
+        "admin",
+        "password",
+        "postgres",
+        "redis",
+        "flower",
+        "changeme",
+        "change-me",
+        "secret",
+        "temporary_key",
+        "test",
+        "123456",
+        "12345678",
+        "letmein",
+        "default",
+        "root",
+        "guest",
+    }
+)
 
 
 def weak_allowed(env: Mapping[str, str]) -> bool:
@@ -217,9 +234,12 @@ def check_fingerprints(component: Component, env: Mapping[str, str]) -> None:
     if component.fingerprints == "api-server-endpoint":
         reference = fetch_api_server_fingerprints(env)
         fingerprints.compare(
-            mine, reference, "the api-server's",
-            fix="give every container the same value (locally: the one in .env; on ECS: the same Secrets Manager secret)",
-        )  # fmt: skip
+            mine,
+            reference,
+            "the api-server's",
+            fix="give every container the same value "
+            "(locally: the one in .env; on ECS: the same Secrets Manager secret)",
+        )
         return
     conn = metadb.connect(env)
     try:
@@ -233,10 +253,12 @@ def check_fingerprints(component: Component, env: Mapping[str, str]) -> None:
             fix="run db-migrate first (`airflow-stack run db-migrate`; compose does it before every component)",
         )
     fingerprints.compare(
-        mine, recorded, "the value recorded by db-migrate",
+        mine,
+        recorded,
+        "the value recorded by db-migrate",
         fix="give every container the same value (locally: the one in .env; on ECS: the same Secrets Manager "
         f"secret); to change it on purpose, follow {docs('secrets.md#rotating-secrets')}",
-    )  # fmt: skip
+    )
 
 
 def run(component: Component, env: Mapping[str, str] | None = None) -> None:

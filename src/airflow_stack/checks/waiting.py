@@ -134,9 +134,13 @@ def wait_for_execution_api(base_url: str, setting: str, timeout: float) -> str:
             pass
 
     _retry(
-        "the api-server's execution API", setting, endpoint, attempt, timeout,
+        "the api-server's execution API",
+        setting,
+        endpoint,
+        attempt,
+        timeout,
         lambda exc: isinstance(exc, urllib.error.HTTPError) and exc.code < 500,
         refused_fix="point it at an api-server running this image (it serves /execution and /airflow-stack)",
         unreachable_fix="start the api-server or correct the URL; workers must reach it to run tasks",
-    )  # fmt: skip
+    )
     return endpoint

@@ -200,40 +200,51 @@ def _declare(*args: Any, **kwargs: Any) -> Setting:
 # Airflow's options that every component must agree on (the secrets contract).
 _CONTRACT = "Airflow: the shared contract"
 FERNET_KEY = _declare(
-    "AIRFLOW__CORE__FERNET_KEY", _CONTRACT,
+    "AIRFLOW__CORE__FERNET_KEY",
+    _CONTRACT,
     "Encrypts connections and variables in the metadata DB. 32 url-safe base64 bytes (`make fernet-key`); "
-    "`NEW,OLD` during a rotation. Identical in every container.", secret=True,
-)  # fmt: skip
+    "`NEW,OLD` during a rotation. Identical in every container.",
+    secret=True,
+)
 JWT_SECRET = _declare(
-    "AIRFLOW__API_AUTH__JWT_SECRET", _CONTRACT,
+    "AIRFLOW__API_AUTH__JWT_SECRET",
+    _CONTRACT,
     "Signs the tokens workers present to the api-server. At least 32 random characters; identical everywhere.",
     secret=True,
 )
 API_SECRET_KEY = _declare(
-    "AIRFLOW__API__SECRET_KEY", _CONTRACT,
-    "Signs sessions and log-server requests. At least 32 random characters; identical everywhere.", secret=True,
+    "AIRFLOW__API__SECRET_KEY",
+    _CONTRACT,
+    "Signs sessions and log-server requests. At least 32 random characters; identical everywhere.",
+    secret=True,
 )
 SQL_ALCHEMY_CONN = _declare(
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", _CONTRACT,
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    _CONTRACT,
     "The metadata database URL (`postgresql+psycopg2://user[:password]@host:5432/db`); the password may come "
-    "from AIRFLOW_STACK_DB_PASSWORD.", secret=True,
-)  # fmt: skip
+    "from AIRFLOW_STACK_DB_PASSWORD.",
+    secret=True,
+)
 BROKER_URL = _declare(
-    "AIRFLOW__CELERY__BROKER_URL", _CONTRACT,
+    "AIRFLOW__CELERY__BROKER_URL",
+    _CONTRACT,
     "The Celery broker (`redis://[:password]@host:6379/0`); the password may come from AIRFLOW_STACK_REDIS_PASSWORD.",
     secret=True,
 )
 RESULT_BACKEND = _declare(
-    "AIRFLOW__CELERY__RESULT_BACKEND", _CONTRACT,
+    "AIRFLOW__CELERY__RESULT_BACKEND",
+    _CONTRACT,
     "The Celery result backend: `db+postgresql://...` (the metadata DB, locally) or `redis://...` (on ECS).",
     secret=True,
 )
 EXECUTION_API_SERVER_URL = _declare(
-    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", _CONTRACT,
+    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+    _CONTRACT,
     "Where workers reach the api-server's execution API, e.g. `http://api-server:8080/execution/`.",
 )
 FLOWER_BASIC_AUTH = _declare(
-    "AIRFLOW__CELERY__FLOWER_BASIC_AUTH", _CONTRACT,
+    "AIRFLOW__CELERY__FLOWER_BASIC_AUTH",
+    _CONTRACT,
     "Flower's basic auth, `user:password[,user:password]`; or set AIRFLOW_STACK_FLOWER_PASSWORD instead.",
     secret=True,
 )
@@ -241,46 +252,68 @@ FLOWER_BASIC_AUTH = _declare(
 # Airflow's options the stack reads.
 _AIRFLOW = "Airflow: options the stack reads"
 WORKER_CONCURRENCY = _declare(
-    "AIRFLOW__CELERY__WORKER_CONCURRENCY", _AIRFLOW,
-    "Task slots per Celery worker; the monitor's DesiredWorkers divides the busy tasks by it.", whole(), 16,
+    "AIRFLOW__CELERY__WORKER_CONCURRENCY",
+    _AIRFLOW,
+    "Task slots per Celery worker; the monitor's DesiredWorkers divides the busy tasks by it.",
+    whole(),
+    16,
 )
 AUTH_MANAGER = _declare(
-    "AIRFLOW__CORE__AUTH_MANAGER", _AIRFLOW,
+    "AIRFLOW__CORE__AUTH_MANAGER",
+    _AIRFLOW,
     "Airflow's auth manager; the admin user is created only with FAB's (the compose file and ECS set it).",
 )
 BASE_LOG_FOLDER = _declare(
-    "AIRFLOW__LOGGING__BASE_LOG_FOLDER", _AIRFLOW, "The local log folder that `log-groomer` keeps in check.", PATH,
+    "AIRFLOW__LOGGING__BASE_LOG_FOLDER",
+    _AIRFLOW,
+    "The local log folder that `log-groomer` keeps in check.",
+    PATH,
     Path("/opt/airflow/logs"),
-)  # fmt: skip
+)
 
 # Airflow's options the stack sets from its own settings (explicit values win).
 _SET = "Airflow: options the stack sets"
 REMOTE_LOGGING = _declare(
-    "AIRFLOW__LOGGING__REMOTE_LOGGING", _SET, "Remote task logs on or off.", BOOLEAN, False,
+    "AIRFLOW__LOGGING__REMOTE_LOGGING",
+    _SET,
+    "Remote task logs on or off.",
+    BOOLEAN,
+    False,
     set_by_stack="`True` when AIRFLOW_STACK_LOGS_S3_URL is set",
-)  # fmt: skip
+)
 REMOTE_BASE_LOG_FOLDER = _declare(
-    "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER", _SET, "Where remote task logs go.",
+    "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER",
+    _SET,
+    "Where remote task logs go.",
     set_by_stack="AIRFLOW_STACK_LOGS_S3_URL",
 )
 REMOTE_LOG_CONN_ID = _declare(
-    "AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID", _SET, "The connection that reads and writes remote task logs.",
+    "AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID",
+    _SET,
+    "The connection that reads and writes remote task logs.",
     set_by_stack="`s3_Airflow_Logs` when AIRFLOW_STACK_LOGS_S3_URL is set (created by bootstrap)",
 )
 DELETE_LOCAL_LOGS = _declare(
-    "AIRFLOW__LOGGING__DELETE_LOCAL_LOGS", _SET, "Delete a task's local log once it is uploaded.",
+    "AIRFLOW__LOGGING__DELETE_LOCAL_LOGS",
+    _SET,
+    "Delete a task's local log once it is uploaded.",
     set_by_stack="`True` when AIRFLOW_STACK_LOGS_S3_URL is set",
 )
 DAG_BUNDLE_CONFIG_LIST = _declare(
-    "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", _SET, "Airflow's DAG bundles.",
+    "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST",
+    _SET,
+    "Airflow's DAG bundles.",
     set_by_stack="the release store's bundle when AIRFLOW_STACK_DAG_RELEASES_DIR is set",
 )
 BUNDLE_REFRESH_CHECK_INTERVAL = _declare(
-    "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL", _SET, "How often the dag-processor checks bundles.",
+    "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL",
+    _SET,
+    "How often the dag-processor checks bundles.",
     set_by_stack="AIRFLOW_STACK_DAG_REFRESH_INTERVAL when AIRFLOW_STACK_DAG_RELEASES_DIR is set",
 )
 MIN_SERIALIZED_DAG_UPDATE_INTERVAL = _declare(
-    "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL", _SET,
+    "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL",
+    _SET,
     "Minimum seconds between two writes of a changed serialized DAG (Airflow: 30).",
     set_by_stack="`0` when AIRFLOW_STACK_DAG_RELEASES_DIR is set, so a new release's DAGs are written at once",
 )
@@ -288,37 +321,50 @@ MIN_SERIALIZED_DAG_UPDATE_INTERVAL = _declare(
 # Start-up of every component.
 _STARTUP = "Start-up and secrets"
 WAIT_TIMEOUT = _declare(
-    "AIRFLOW_STACK_WAIT_TIMEOUT", _STARTUP,
+    "AIRFLOW_STACK_WAIT_TIMEOUT",
+    _STARTUP,
     "Seconds a component waits, in all, for its database, broker and (a worker) the api-server before it refuses.",
-    seconds(), 45.0,
+    seconds(),
+    45.0,
 )
 ALLOW_WEAK_SECRETS = _declare(
-    "AIRFLOW_STACK_ALLOW_WEAK_SECRETS", _STARTUP,
-    "Accept empty, short or well-known passwords and secrets. For a throwaway development stack only.", BOOLEAN,
+    "AIRFLOW_STACK_ALLOW_WEAK_SECRETS",
+    _STARTUP,
+    "Accept empty, short or well-known passwords and secrets. For a throwaway development stack only.",
+    BOOLEAN,
     False,
-)  # fmt: skip
+)
 ACCEPT_NEW_SECRETS = _declare(
-    "AIRFLOW_STACK_ACCEPT_NEW_SECRETS", _STARTUP,
+    "AIRFLOW_STACK_ACCEPT_NEW_SECRETS",
+    _STARTUP,
     "Lets `db-migrate` record a changed JWT secret or API secret key (after a deliberate rotation).",
-    choices("jwt_secret", "secret_key"), (),
+    choices("jwt_secret", "secret_key"),
+    (),
 )
 SERVE_LOGS = _declare(
-    "AIRFLOW_STACK_SERVE_LOGS", _STARTUP,
+    "AIRFLOW_STACK_SERVE_LOGS",
+    _STARTUP,
     "Run the worker's and the triggerer's log servers (ports 8793/8794), which show running tasks' logs in the UI. "
-    "`false` saves a process in each where every component shares the log folder.", BOOLEAN, True,
-)  # fmt: skip
+    "`false` saves a process in each where every component shares the log folder.",
+    BOOLEAN,
+    True,
+)
 DB_PASSWORD = _declare(
-    "AIRFLOW_STACK_DB_PASSWORD", _STARTUP,
+    "AIRFLOW_STACK_DB_PASSWORD",
+    _STARTUP,
     "The PostgreSQL password, put into the database URLs that have none (ECS injects it from Secrets Manager).",
     secret=True,
 )
 REDIS_PASSWORD = _declare(
-    "AIRFLOW_STACK_REDIS_PASSWORD", _STARTUP,
-    "The Redis password, put into the broker and result-backend URLs that have none.", secret=True,
+    "AIRFLOW_STACK_REDIS_PASSWORD",
+    _STARTUP,
+    "The Redis password, put into the broker and result-backend URLs that have none.",
+    secret=True,
 )
 FLOWER_USERNAME = _declare("AIRFLOW_STACK_FLOWER_USERNAME", _STARTUP, "Flower's basic-auth user.", TEXT, "flower")
 FLOWER_PASSWORD = _declare(
-    "AIRFLOW_STACK_FLOWER_PASSWORD", _STARTUP,
+    "AIRFLOW_STACK_FLOWER_PASSWORD",
+    _STARTUP,
     "Flower's basic-auth password; becomes AIRFLOW__CELERY__FLOWER_BASIC_AUTH with AIRFLOW_STACK_FLOWER_USERNAME.",
     secret=True,
 )
@@ -334,22 +380,31 @@ ADMIN_LASTNAME = _declare("AIRFLOW_ADMIN_LASTNAME", _ADMIN, "The admin user's la
 
 _JOBS = "Connections, logs and monitoring"
 BOOTSTRAP_FILE = _declare(
-    "AIRFLOW_STACK_BOOTSTRAP_FILE", _JOBS, "The connections, variables and pools file that `bootstrap` applies.",
-    PATH, Path("/opt/airflow/config/connections.yaml"),
-)  # fmt: skip
+    "AIRFLOW_STACK_BOOTSTRAP_FILE",
+    _JOBS,
+    "The connections, variables and pools file that `bootstrap` applies.",
+    PATH,
+    Path("/opt/airflow/config/connections.yaml"),
+)
 LOGS_S3_URL = _declare(
-    "AIRFLOW_STACK_LOGS_S3_URL", _JOBS,
+    "AIRFLOW_STACK_LOGS_S3_URL",
+    _JOBS,
     "`s3://bucket/prefix`: task logs go to S3 (every component that writes or reads them probes it at start).",
     url("s3"),
 )
 S3_ENDPOINT_URL = _declare(
-    "AIRFLOW_STACK_S3_ENDPOINT_URL", _JOBS, "An S3-compatible endpoint instead of AWS's (the local `s3` profile).",
+    "AIRFLOW_STACK_S3_ENDPOINT_URL",
+    _JOBS,
+    "An S3-compatible endpoint instead of AWS's (the local `s3` profile).",
     HTTP_URL,
-)  # fmt: skip
+)
 LOG_RETENTION_DAYS = _declare(
-    "AIRFLOW_STACK_LOG_RETENTION_DAYS", _JOBS, "`log-groomer` deletes local log files older than this.",
-    positive_number("days"), 15.0,
-)  # fmt: skip
+    "AIRFLOW_STACK_LOG_RETENTION_DAYS",
+    _JOBS,
+    "`log-groomer` deletes local log files older than this.",
+    positive_number("days"),
+    15.0,
+)
 LOG_GROOM_INTERVAL = _declare(
     "AIRFLOW_STACK_LOG_GROOM_INTERVAL", _JOBS, "Seconds between two passes of `log-groomer`.", seconds(), 3600.0
 )
@@ -357,47 +412,67 @@ MONITOR_INTERVAL = _declare(
     "AIRFLOW_STACK_MONITOR_INTERVAL", _JOBS, "Seconds between two samples of the monitor.", seconds(), 30.0
 )
 MONITOR_SINKS = _declare(
-    "AIRFLOW_STACK_MONITOR_SINKS", _JOBS, "Where the monitor sends each sample.",
-    choices("log", "prometheus", "cloudwatch"), ("log",),
-)  # fmt: skip
+    "AIRFLOW_STACK_MONITOR_SINKS",
+    _JOBS,
+    "Where the monitor sends each sample.",
+    choices("log", "prometheus", "cloudwatch"),
+    ("log",),
+)
 MONITOR_PROMETHEUS_PORT = _declare(
-    "AIRFLOW_STACK_MONITOR_PROMETHEUS_PORT", _JOBS, "The port of the monitor's Prometheus endpoint (`/metrics`).",
-    whole(1, 65535), 9108,
-)  # fmt: skip
+    "AIRFLOW_STACK_MONITOR_PROMETHEUS_PORT",
+    _JOBS,
+    "The port of the monitor's Prometheus endpoint (`/metrics`).",
+    whole(1, 65535),
+    9108,
+)
 MONITOR_NAMESPACE = _declare(
-    "AIRFLOW_STACK_MONITOR_NAMESPACE", _JOBS, "The CloudWatch namespace of the monitor's metrics.", TEXT,
+    "AIRFLOW_STACK_MONITOR_NAMESPACE",
+    _JOBS,
+    "The CloudWatch namespace of the monitor's metrics.",
+    TEXT,
     "AirflowStack",
-)  # fmt: skip
+)
 MONITOR_STACK = _declare(
     "AIRFLOW_STACK_MONITOR_STACK", _JOBS, "The `Stack` dimension of the monitor's CloudWatch metrics.", TEXT, "local"
 )
 CLOUDWATCH_ENDPOINT_URL = _declare(
-    "AIRFLOW_STACK_CLOUDWATCH_ENDPOINT_URL", _JOBS, "A CloudWatch-compatible endpoint instead of AWS's (tests).",
+    "AIRFLOW_STACK_CLOUDWATCH_ENDPOINT_URL",
+    _JOBS,
+    "A CloudWatch-compatible endpoint instead of AWS's (tests).",
     HTTP_URL,
-)  # fmt: skip
+)
 
 _DAGS = "DAG deployment (dag-sync)"
 DAG_RELEASES_DIR = _declare(
-    "AIRFLOW_STACK_DAG_RELEASES_DIR", _DAGS,
+    "AIRFLOW_STACK_DAG_RELEASES_DIR",
+    _DAGS,
     "The release store (EFS on AWS). Set in an Airflow component, it reads DAGs from the store's current "
-    "release instead of the DAG folder; dag-sync writes it (`/opt/airflow/dag-releases` when unset).", PATH,
-)  # fmt: skip
+    "release instead of the DAG folder; dag-sync writes it (`/opt/airflow/dag-releases` when unset).",
+    PATH,
+)
 DAG_REFRESH_INTERVAL = _declare(
-    "AIRFLOW_STACK_DAG_REFRESH_INTERVAL", _DAGS,
-    "Seconds between two checks of the release store for a new release by the dag-processor.", whole(), 2,
+    "AIRFLOW_STACK_DAG_REFRESH_INTERVAL",
+    _DAGS,
+    "Seconds between two checks of the release store for a new release by the dag-processor.",
+    whole(),
+    2,
 )
 DAG_SOURCE = _declare(
-    "AIRFLOW_STACK_DAG_SOURCE", _DAGS,
+    "AIRFLOW_STACK_DAG_SOURCE",
+    _DAGS,
     "Where dag-sync finds releases: an artifact (`.../dags.tar.gz`, `.tgz`, `.zip`) or a version pointer "
-    "(`.../LATEST`) over `http(s)://` or `s3://bucket/key`.", url("http", "https", "s3"),
-)  # fmt: skip
+    "(`.../LATEST`) over `http(s)://` or `s3://bucket/key`.",
+    url("http", "https", "s3"),
+)
 DAG_SYNC_INTERVAL = _declare(
     "AIRFLOW_STACK_DAG_SYNC_INTERVAL", _DAGS, "Seconds between two polls of the source.", seconds(), 5.0
 )
 DAG_KEEP_RELEASES = _declare(
-    "AIRFLOW_STACK_DAG_KEEP_RELEASES", _DAGS,
+    "AIRFLOW_STACK_DAG_KEEP_RELEASES",
+    _DAGS,
     "Releases kept on disk, the current one included (a task runs the release its DAG run was created with).",
-    whole(2), 10,
+    whole(2),
+    10,
 )
 DAG_VALIDATE = _declare(
     "AIRFLOW_STACK_DAG_VALIDATE", _DAGS, "Import a release's DAGs before activating it.", BOOLEAN, True
@@ -406,49 +481,56 @@ DAG_VALIDATE_TIMEOUT = _declare(
     "AIRFLOW_STACK_DAG_VALIDATE_TIMEOUT", _DAGS, "Seconds the validation import may take.", seconds(), 300.0
 )
 DAG_REQUIRE_CHECKSUM = _declare(
-    "AIRFLOW_STACK_DAG_REQUIRE_CHECKSUM", _DAGS,
+    "AIRFLOW_STACK_DAG_REQUIRE_CHECKSUM",
+    _DAGS,
     "Refuse an artifact that comes with no SHA-256 (pointer line, header, S3 metadata or `.sha256` sidecar).",
-    BOOLEAN, False,
-)  # fmt: skip
+    BOOLEAN,
+    False,
+)
 DAG_MAX_ARCHIVE_MB = _declare(
     "AIRFLOW_STACK_DAG_MAX_ARCHIVE_MB", _DAGS, "The largest artifact dag-sync downloads.", positive_number("MB"), 200.0
 )
 DAG_MAX_EXTRACTED_MB = _declare(
     "AIRFLOW_STACK_DAG_MAX_EXTRACTED_MB", _DAGS, "The most an artifact may extract to.", positive_number("MB"), 1000.0
 )
-DAG_MAX_FILES = _declare(
-    "AIRFLOW_STACK_DAG_MAX_FILES", _DAGS, "The most entries an artifact may hold.", whole(), 20000
-)
+DAG_MAX_FILES = _declare("AIRFLOW_STACK_DAG_MAX_FILES", _DAGS, "The most entries an artifact may hold.", whole(), 20000)
 DAG_SOURCE_TIMEOUT = _declare(
     "AIRFLOW_STACK_DAG_SOURCE_TIMEOUT", _DAGS, "Seconds a request to the source may stall.", seconds(), 30.0
 )
 DAG_SOURCE_TOKEN = _declare(
     "AIRFLOW_STACK_DAG_SOURCE_TOKEN", _DAGS, "A bearer token for an HTTP(S) source.", secret=True
 )
-DAG_SOURCE_USERNAME = _declare(
-    "AIRFLOW_STACK_DAG_SOURCE_USERNAME", _DAGS, "The basic-auth user for an HTTP(S) source."
-)
+DAG_SOURCE_USERNAME = _declare("AIRFLOW_STACK_DAG_SOURCE_USERNAME", _DAGS, "The basic-auth user for an HTTP(S) source.")
 DAG_SOURCE_PASSWORD = _declare(
     "AIRFLOW_STACK_DAG_SOURCE_PASSWORD", _DAGS, "The basic-auth password for an HTTP(S) source.", secret=True
 )
 DAG_SOURCE_CA_BUNDLE = _declare(
-    "AIRFLOW_STACK_DAG_SOURCE_CA_BUNDLE", _DAGS, "A CA bundle that verifies an HTTPS source (default: the system's).",
+    "AIRFLOW_STACK_DAG_SOURCE_CA_BUNDLE",
+    _DAGS,
+    "A CA bundle that verifies an HTTPS source (default: the system's).",
     PATH,
-)  # fmt: skip
+)
 
 _WORKER = "Workers on ECS"
 ECS_AGENT_URI = _declare(
-    "ECS_AGENT_URI", _WORKER, "Set by ECS inside a task; the worker's scale-in protection calls its agent there.",
+    "ECS_AGENT_URI",
+    _WORKER,
+    "Set by ECS inside a task; the worker's scale-in protection calls its agent there.",
     HTTP_URL,
-)  # fmt: skip
+)
 SCALE_IN_PROTECTION_CHECK = _declare(
-    "AIRFLOW_STACK_SCALE_IN_PROTECTION_CHECK", _WORKER,
-    "Seconds between two checks of whether the worker holds tasks (scale-in protection on ECS).", whole(), 5,
+    "AIRFLOW_STACK_SCALE_IN_PROTECTION_CHECK",
+    _WORKER,
+    "Seconds between two checks of whether the worker holds tasks (scale-in protection on ECS).",
+    whole(),
+    5,
 )
 SCALE_IN_PROTECTION_MINUTES = _declare(
-    "AIRFLOW_STACK_SCALE_IN_PROTECTION_MINUTES", _WORKER,
+    "AIRFLOW_STACK_SCALE_IN_PROTECTION_MINUTES",
+    _WORKER,
     "How long one protection call protects a busy worker; renewed at half-time while it is busy (ECS: 1-2880).",
-    whole(1, 2880), 60,
+    whole(1, 2880),
+    60,
 )
 
 

@@ -129,8 +129,17 @@ def version_by_content(artifact: str, sha256: str) -> str:
 class HttpSource:
     """An HTTP(S) artifact repository (Artifactory, Nexus, a web server)."""
 
-    def __init__(self, location: str, *, token: str | None, username: str | None, password: str | None,
-                 timeout: float, max_bytes: int, ca_bundle: str | None):  # fmt: skip
+    def __init__(
+        self,
+        location: str,
+        *,
+        token: str | None,
+        username: str | None,
+        password: str | None,
+        timeout: float,
+        max_bytes: int,
+        ca_bundle: str | None,
+    ):
         import httpx
 
         self.location = location
@@ -155,8 +164,11 @@ class HttpSource:
         return SourceError(f"GET {url} failed: {type(exc).__name__}: {exc}")
 
     def _status_error(self, response) -> SourceError:
-        hint = {401: " (check the token or user and password)", 403: " (the credentials lack read access)",
-                404: " (no such artifact or pointer)"}.get(response.status_code, "")  # fmt: skip
+        hint = {
+            401: " (check the token or user and password)",
+            403: " (the credentials lack read access)",
+            404: " (no such artifact or pointer)",
+        }.get(response.status_code, "")
         return SourceError(f"GET {response.request.url} answered {response.status_code} {response.reason_phrase}{hint}")
 
     def _conditional(self, state: dict[str, str]) -> dict[str, str]:
@@ -169,8 +181,14 @@ class HttpSource:
 
     @staticmethod
     def _state(response) -> dict[str, str]:
-        return {k: v for k, v in (("etag", response.headers.get("etag")),
-                                  ("last_modified", response.headers.get("last-modified"))) if v}  # fmt: skip
+        return {
+            k: v
+            for k, v in (
+                ("etag", response.headers.get("etag")),
+                ("last_modified", response.headers.get("last-modified")),
+            )
+            if v
+        }
 
     def _get_to_file(self, url: str, target: Path, headers: dict[str, str]):
         """GET into `target`; returns (response, sha256) or (response, None) on 304."""
@@ -194,9 +212,15 @@ class HttpSource:
             if sha256 is None:
                 return None
             final = str(response.url)
-            return Offer(final, archive_format(PurePosixPath(urlsplit(final).path).name),
-                         version_by_content(final, sha256), self._state(response),
-                         response.headers.get("x-checksum-sha256"), target, sha256)  # fmt: skip
+            return Offer(
+                final,
+                archive_format(PurePosixPath(urlsplit(final).path).name),
+                version_by_content(final, sha256),
+                self._state(response),
+                response.headers.get("x-checksum-sha256"),
+                target,
+                sha256,
+            )
         try:
             response = self.client.get(self.location, headers=self._conditional(state))
         except self._httpx.HTTPError as exc:
@@ -288,8 +312,15 @@ class S3Source:
         if is_artifact(self.location):
             target = scratch / "artifact"
             sha256 = self._to_file(response, target, self.location)
-            return Offer(self.location, archive_format(self.key), version_by_content(self.location, sha256),
-                         {"etag": response["ETag"]}, response.get("Metadata", {}).get("sha256"), target, sha256)  # fmt: skip
+            return Offer(
+                self.location,
+                archive_format(self.key),
+                version_by_content(self.location, sha256),
+                {"etag": response["ETag"]},
+                response.get("Metadata", {}).get("sha256"),
+                target,
+                sha256,
+            )
         check_pointer_size(response["ContentLength"], self.location)
         text = response["Body"].read().decode("utf-8", "replace")
         directory = str(PurePosixPath(self.key).parent)

@@ -66,7 +66,8 @@ def load_settings(env: Mapping[str, str]) -> DagSyncSettings:
         raise StackError(
             f"{settings.DAG_SOURCE.name} is not set: dag-sync has nowhere to pull DAG releases from",
             setting=settings.DAG_SOURCE.name,
-            fix=f"point it at an artifact (…/dags.tar.gz) or a version pointer (…/LATEST); see {settings.DAG_SOURCE.anchor}",
+            fix="point it at an artifact (…/dags.tar.gz) or a version pointer (…/LATEST); "
+            f"see {settings.DAG_SOURCE.anchor}",
         )
     return DagSyncSettings(**values | {"releases_dir": values["releases_dir"] or DEFAULT_RELEASES_DIR})
 
@@ -96,10 +97,14 @@ def make_source(cfg: DagSyncSettings) -> dagsource.Source:
     max_bytes = int(cfg.max_archive_mb * MB)
     if location.startswith("s3://"):
         if not location[5:].partition("/")[2]:
-            raise StackError(f"AIRFLOW_STACK_DAG_SOURCE={location!r} names a bucket but no key",
-                             setting="AIRFLOW_STACK_DAG_SOURCE", fix="write it as s3://BUCKET/path/LATEST or .../dags.tar.gz")  # fmt: skip
-        return dagsource.S3Source(location, endpoint_url=cfg.s3_endpoint_url, timeout=cfg.source_timeout,
-                                  max_bytes=max_bytes)  # fmt: skip
+            raise StackError(
+                f"AIRFLOW_STACK_DAG_SOURCE={location!r} names a bucket but no key",
+                setting="AIRFLOW_STACK_DAG_SOURCE",
+                fix="write it as s3://BUCKET/path/LATEST or .../dags.tar.gz",
+            )
+        return dagsource.S3Source(
+            location, endpoint_url=cfg.s3_endpoint_url, timeout=cfg.source_timeout, max_bytes=max_bytes
+        )
     if location.startswith(("http://", "https://")):
         return dagsource.HttpSource(
             location,
@@ -120,8 +125,7 @@ def make_source(cfg: DagSyncSettings) -> dagsource.Source:
 class DagSync:
     """One release store fed by one source."""
 
-    def __init__(self, cfg: DagSyncSettings, source: dagsource.Source,
-                 validator: Callable[[Path], list[str]] | None):  # fmt: skip
+    def __init__(self, cfg: DagSyncSettings, source: dagsource.Source, validator: Callable[[Path], list[str]] | None):
         self.cfg = cfg
         self.store = Store(cfg.releases_dir)
         self.source = source
@@ -140,8 +144,13 @@ class DagSync:
                 ok = True
             # OSError: the shared volume is full or not writable; recorded like the rest, and
             # the next poll tries again.
-            except (dagsource.SourceError, archive.UnsafeArchive, ChecksumMismatch,
-                    dagvalidate.ValidationFailed, OSError) as exc:  # fmt: skip
+            except (
+                dagsource.SourceError,
+                archive.UnsafeArchive,
+                ChecksumMismatch,
+                dagvalidate.ValidationFailed,
+                OSError,
+            ) as exc:
                 status.last_error, status.last_error_at = f"{type(exc).__name__}: {exc}", status.last_check
                 decision = f"kept {self.store.current_version() or '(no release yet)'}; rejected: {status.last_error}"
                 ok = False
@@ -156,8 +165,10 @@ class DagSync:
             if offer is None:
                 return f"unchanged: {self.source.location} not modified; current {current}"
             if status.pinned:
-                return (f"pinned at {current} by rollback; the source offers {offer.version}; "
-                        "`airflow-stack dag-sync resume` follows it again")  # fmt: skip
+                return (
+                    f"pinned at {current} by rollback; the source offers {offer.version}; "
+                    "`airflow-stack dag-sync resume` follows it again"
+                )
             if offer.version == current:
                 status.source_state = offer.state
                 return f"unchanged: the source offers {current}, already current"
@@ -175,8 +186,10 @@ class DagSync:
             status.source_state = offer.state
             pruned = self.store.prune(self.cfg.keep_releases, status.history)
         checked = f"{len(dags)} DAG(s) imported" if dags is not None else "validation off"
-        return (f"activated {offer.version} (was {current or 'no release'}): {files} file(s), {checked}, "
-                f"checksum {verified}" + (f"; pruned {', '.join(pruned)}" if pruned else ""))  # fmt: skip
+        return (
+            f"activated {offer.version} (was {current or 'no release'}): {files} file(s), {checked}, "
+            f"checksum {verified}" + (f"; pruned {', '.join(pruned)}" if pruned else "")
+        )
 
     def _verify(self, offer: dagsource.Offer) -> str:
         expected = offer.sha256 or self.source.sidecar_sha256(offer)
@@ -192,8 +205,10 @@ class DagSync:
         return "verified"
 
     def serve(self) -> None:
-        log(f"dag-sync: polling {self.source.location} every {self.cfg.sync_interval:g} s into {self.store.root} "
-            f"(validation {'on' if self.validator else 'off'}, keeping {self.cfg.keep_releases} releases)")  # fmt: skip
+        log(
+            f"dag-sync: polling {self.source.location} every {self.cfg.sync_interval:g} s into {self.store.root} "
+            f"(validation {'on' if self.validator else 'off'}, keeping {self.cfg.keep_releases} releases)"
+        )
         while True:
             started = time.monotonic()
             self.poll()
@@ -214,8 +229,11 @@ def rollback(store: Store, version: str | None) -> str:
         if version is None:
             earlier = [v for v in reversed(status.history) if v != current and store.has(v)]
             if not earlier:
-                raise StackError("there is no earlier release to roll back to", setting=RELEASES_DIR_SETTING,
-                                 fix=f"name one: {', '.join(store.versions()) or '(none on disk)'}")  # fmt: skip
+                raise StackError(
+                    "there is no earlier release to roll back to",
+                    setting=RELEASES_DIR_SETTING,
+                    fix=f"name one: {', '.join(store.versions()) or '(none on disk)'}",
+                )
             version = earlier[0]
         switch(store, status, version)
         status.pinned = True

@@ -48,7 +48,9 @@ def validate(folder: Path, timeout: float) -> list[str]:
     try:
         if not receiver.poll(timeout):
             child.kill()
-            raise ValidationFailed(f"importing the DAGs took longer than {timeout:.0f} s (AIRFLOW_STACK_DAG_VALIDATE_TIMEOUT)")
+            raise ValidationFailed(
+                f"importing the DAGs took longer than {timeout:.0f} s (AIRFLOW_STACK_DAG_VALIDATE_TIMEOUT)"
+            )
         try:
             result = receiver.recv()
         except EOFError:

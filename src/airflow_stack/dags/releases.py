@@ -139,8 +139,8 @@ class Store:
         try:
             for folder in (self.releases, self.staging):
                 folder.mkdir(parents=True, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=self.root, prefix=".write-probe-")
-            probe.close()
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".write-probe-"):
+                pass
         except OSError as exc:
             raise StackError(
                 f"the DAG release folder {self.root} is not writable ({exc.strerror})",
@@ -248,8 +248,11 @@ def configure_airflow(env: MutableMapping[str, str]) -> None:
     if not root:
         return
     refresh = settings.DAG_REFRESH_INTERVAL.read(env)
-    bundle = {"name": BUNDLE_NAME, "classpath": "airflow_stack.dags.dagbundle.ReleaseDagBundle",
-              "kwargs": {"releases_dir": str(root), "refresh_interval": refresh}}  # fmt: skip
+    bundle = {
+        "name": BUNDLE_NAME,
+        "classpath": "airflow_stack.dags.dagbundle.ReleaseDagBundle",
+        "kwargs": {"releases_dir": str(root), "refresh_interval": refresh},
+    }
     _default(env, settings.DAG_BUNDLE_CONFIG_LIST, json.dumps([bundle]))
     _default(env, settings.BUNDLE_REFRESH_CHECK_INTERVAL, str(refresh))
     # Airflow skips writing a changed serialized DAG within 30 s of its last write, while it

@@ -66,7 +66,9 @@ def read_params_file(path: Path) -> dict[str, str]:
             continue
         key, sep, value = line.partition("=")
         if not sep or not key.strip():
-            raise StackError(f"{path} line {number} is not Key=Value: {raw!r}", setting=str(path), fix="write Key=Value")
+            raise StackError(
+                f"{path} line {number} is not Key=Value: {raw!r}", setting=str(path), fix="write Key=Value"
+            )
         values[key.strip()] = value.strip()
     return values
 
@@ -104,12 +106,16 @@ def aws(*args: str, stdin: str | None = None) -> str:
     except FileNotFoundError:
         raise StackError("the aws command is not installed", setting="AWS", fix="install the AWS CLI v2") from None
     if result.returncode != 0:
-        raise StackError(f"`{' '.join(command[:4])} ...` failed: {result.stderr.strip()}", fix="check the AWS credentials and region")
+        raise StackError(
+            f"`{' '.join(command[:4])} ...` failed: {result.stderr.strip()}", fix="check the AWS credentials and region"
+        )
     return result.stdout
 
 
 def stack_outputs(stack: str) -> dict[str, str]:
-    text = aws("cloudformation", "describe-stacks", "--stack-name", stack, "--query", "Stacks[0].Outputs", "--output", "json")
+    text = aws(
+        "cloudformation", "describe-stacks", "--stack-name", stack, "--query", "Stacks[0].Outputs", "--output", "json"
+    )
     return {o["OutputKey"]: o["OutputValue"] for o in json.loads(text) or []}
 
 
@@ -121,11 +127,21 @@ def is_fernet_key(value: str) -> bool:
 
 
 def ensure_fernet_secret(secret_id: str) -> str:
-    current = aws("secretsmanager", "get-secret-value", "--secret-id", secret_id, "--query", "SecretString", "--output", "text")
+    current = aws(
+        "secretsmanager", "get-secret-value", "--secret-id", secret_id, "--query", "SecretString", "--output", "text"
+    )
     if all(is_fernet_key(key) for key in current.strip().split(",")):
         return f"{secret_id} already holds a valid Fernet key; left unchanged"
     # The value goes through stdin, never on a command line.
-    aws("secretsmanager", "put-secret-value", "--secret-id", secret_id, "--secret-string", "file:///dev/stdin", stdin=fernet_key())
+    aws(
+        "secretsmanager",
+        "put-secret-value",
+        "--secret-id",
+        secret_id,
+        "--secret-string",
+        "file:///dev/stdin",
+        stdin=fernet_key(),
+    )
     return f"{secret_id}: the generated placeholder was replaced by a new Fernet key"
 
 

@@ -84,7 +84,12 @@ def wait(compose: list[str], timeout: float, one_shot: set[str], out=sys.stdout)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stackwait", description=__doc__.split("\n\n")[0])
     parser.add_argument("--timeout", type=float, default=300)
-    parser.add_argument("--one-shot", action="append", default=None, help=f"services that run once (default: {', '.join(sorted(ONE_SHOT_SERVICES))})")
+    parser.add_argument(
+        "--one-shot",
+        action="append",
+        default=None,
+        help=f"services that run once (default: {', '.join(sorted(ONE_SHOT_SERVICES))})",
+    )
     parser.add_argument("compose", nargs="*", help="the compose command (default: docker compose)")
     args = parser.parse_args(argv)
     compose = args.compose or ["docker", "compose"]

@@ -32,6 +32,7 @@ _REFERENCE = re.compile(r"\$\{(file:(?P<path>[^}]+)|(?P<name>[A-Za-z_][A-Za-z0-9
 
 # --- the file's schema ------------------------------------------------------------------
 
+
 def _models():
     """The pydantic models, built on first use (pydantic is Airflow's dependency)."""
     from pydantic import BaseModel, ConfigDict, Field
@@ -63,6 +64,7 @@ def _models():
 
 
 # --- reading: YAML with line numbers, references, validation ----------------------------
+
 
 @dataclass
 class Problems:
@@ -129,8 +131,11 @@ def _resolve(text: str, line: int, where: str, problems: Problems, env: Mapping[
         if match["default"] is not None:
             return value or match["default"]
         if value is None:
-            problems.add(line, where, f"environment variable {match['name']} is not set "
-                         f"(set it, or write ${{{match['name']}:-default}})")
+            problems.add(
+                line,
+                where,
+                f"environment variable {match['name']} is not set (set it, or write ${{{match['name']}:-default}})",
+            )
             return ""
         return value
 
@@ -192,6 +197,7 @@ def load(path: Path, env: Mapping[str, str]):
 
 # --- applying: Airflow's models, one transaction ----------------------------------------
 
+
 @dataclass
 class Report:
     lines: list[str] = field(default_factory=list)
@@ -223,10 +229,14 @@ def _apply_connection(session, conn_id: str, spec, report: Report) -> None:
 
     # An empty string means "not set", so optional values can be written as ${VAR:-}.
     wanted = {
-        "conn_type": spec.conn_type, "description": spec.description or None, "host": spec.host or None,
-        "login": spec.login or None, "password": spec.password or None, "schema": spec.schema_ or None,
+        "conn_type": spec.conn_type,
+        "description": spec.description or None,
+        "host": spec.host or None,
+        "login": spec.login or None,
+        "password": spec.password or None,
+        "schema": spec.schema_ or None,
         "port": spec.port,
-    }  # fmt: skip
+    }
     extra = {key: value for key, value in spec.extra.items() if value != ""}
     existing = session.scalar(select(Connection).where(Connection.conn_id == conn_id))
     is_new = existing is None
@@ -295,8 +305,10 @@ def run(env: Mapping[str, str] | None = None) -> None:
     env = os.environ if env is None else env
     path = settings.BOOTSTRAP_FILE.read(env)
     spec = load(path, env)
-    log(f"bootstrap: {path} is valid: {len(spec.connections)} connection(s), "
-        f"{len(spec.variables)} variable(s), {len(spec.pools)} pool(s)")
+    log(
+        f"bootstrap: {path} is valid: {len(spec.connections)} connection(s), "
+        f"{len(spec.variables)} variable(s), {len(spec.pools)} pool(s)"
+    )
     report = apply(spec)
     for line in report.lines:
         log(f"bootstrap: {line}")

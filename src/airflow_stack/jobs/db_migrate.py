@@ -30,17 +30,21 @@ def record_fingerprints(env: Mapping[str, str]) -> None:
         changed = [n for n in mine if n in recorded and recorded[n] != mine[n]]
         if "fernet_key" in changed:
             fingerprints.compare(
-                mine, recorded, "the value recorded by an earlier db-migrate",
+                mine,
+                recorded,
+                "the value recorded by an earlier db-migrate",
                 fix="restore the previous AIRFLOW__CORE__FERNET_KEY (connections and variables are encrypted "
                 "with it); to change it, run `make rotate-fernet-key`",
-            )  # fmt: skip
+            )
         refused = {n: v for n, v in mine.items() if n in changed and n not in accepted}
         if refused:
             fingerprints.compare(
-                refused, recorded, "the value recorded by an earlier db-migrate",
+                refused,
+                recorded,
+                "the value recorded by an earlier db-migrate",
                 fix=f"restore the previous value; to change it on purpose, run db-migrate once with "
                 f"{settings.ACCEPT_NEW_SECRETS.name}={','.join(refused)} ({docs('secrets.md#rotating-secrets')})",
-            )  # fmt: skip
+            )
         new = {n: v for n, v in mine.items() if recorded.get(n) != v}
         if new:
             metadb.write_fingerprints(conn, new)
@@ -82,10 +86,14 @@ def create_admin(env: Mapping[str, str]) -> None:
     # `airflow users create`, called in-process with the password in memory (on its command line,
     # `ps` would show it). An existing user is reported ("already exists") and left as it is.
     arguments = Namespace(
-        role="Admin", username=username, password=password, use_random_password=False,
+        role="Admin",
+        username=username,
+        password=password,
+        use_random_password=False,
         email=settings.ADMIN_EMAIL.read(env) or f"{username}@example.invalid",
-        firstname=settings.ADMIN_FIRSTNAME.read(env), lastname=settings.ADMIN_LASTNAME.read(env),
-    )  # fmt: skip
+        firstname=settings.ADMIN_FIRSTNAME.read(env),
+        lastname=settings.ADMIN_LASTNAME.read(env),
+    )
     try:
         users_create(arguments)
     except SystemExit as exc:

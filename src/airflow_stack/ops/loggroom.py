@@ -2,8 +2,9 @@
 
 Every AIRFLOW_STACK_LOG_GROOM_INTERVAL seconds (default 3600) it deletes files under
 [logging] base_log_folder older than AIRFLOW_STACK_LOG_RETENTION_DAYS (default 15), then the
-empty folders that are as old (a new empty folder is about to receive a log). With S3 remote logging on, task logs are in S3 already; this keeps the
-component logs (scheduler, dag-processor) in check too. `airflow-stack groom-logs --once`
+empty folders that are as old (a new empty folder is about to receive a log). With S3 remote
+logging on, task logs are in S3 already; this keeps the component logs (scheduler,
+dag-processor) in check too. `airflow-stack groom-logs --once`
 runs one pass.
 """
 
@@ -30,7 +31,7 @@ def groom(folder: Path, max_age_s: float, now: float | None = None) -> tuple[int
                 old_folders.add(root)
         except FileNotFoundError:
             pass
-    for root, dirnames, filenames in os.walk(folder, topdown=False):
+    for root, _, filenames in os.walk(folder, topdown=False):
         for name in filenames:
             path = Path(root, name)
             try:

@@ -131,10 +131,14 @@ def cloudwatch_sink(env: Mapping[str, str]) -> Callable[[Sample], None]:
 
     def send(sample: Sample) -> None:
         data = [
-            {"MetricName": name, "Value": float(value), "Unit": unit,
-             "Dimensions": [{"Name": "Stack", "Value": stack}, *({"Name": k, "Value": v} for k, v in dims.items())]}
+            {
+                "MetricName": name,
+                "Value": float(value),
+                "Unit": unit,
+                "Dimensions": [{"Name": "Stack", "Value": stack}, *({"Name": k, "Value": v} for k, v in dims.items())],
+            }
             for name, value, unit, dims in sample.metrics()
-        ]  # fmt: skip
+        ]
         for start in range(0, len(data), 1000):  # the API takes up to 1000 values a call
             client.put_metric_data(Namespace=namespace, MetricData=data[start : start + 1000])
 

@@ -39,8 +39,9 @@ class AgentClient:
 
     def set(self, enabled: bool, minutes: int) -> dict:
         body = {"ProtectionEnabled": enabled, **({"ExpiresInMinutes": minutes} if enabled else {})}
-        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), method="PUT",
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        request = urllib.request.Request(
+            self.url, data=json.dumps(body).encode(), method="PUT", headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 answer = json.load(response)
@@ -79,8 +80,11 @@ class Protector:
         self.renew_at = now + self.minutes * 60 / 2
         if renewed:
             return f"scale-in protection: renewed for {self.minutes} min ({tasks} task(s) held)"
-        return (f"scale-in protection: on for {self.minutes} min ({tasks} task(s) held)" if want
-                else "scale-in protection: off (idle)")  # fmt: skip
+        return (
+            f"scale-in protection: on for {self.minutes} min ({tasks} task(s) held)"
+            if want
+            else "scale-in protection: off (idle)"
+        )
 
 
 def held_by_this_worker() -> int:
