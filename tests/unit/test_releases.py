@@ -119,3 +119,13 @@ def test_publish_writes_the_artifact_sidecar_and_pointer(tmp_path: Path):
         assert tar.getnames() == ["dag.py"]
     with pytest.raises(SourceError, match="does not name an artifact"):
         parse_pointer("# only a comment\n", "LATEST")
+
+
+def test_prune_never_deletes_the_current_release_even_when_it_is_the_oldest(tmp_path: Path):
+    store = store_with(tmp_path, "a", "b", "c")
+    store.activate("a")
+    # `a` is first in the pruning order (oldest activation), and it is the live release.
+    assert store.prune(2, history=["a", "b", "c"]) == []
+    assert store.versions() == ["a", "b", "c"] and store.current_version() == "a"
+    assert store.prune(1, history=["a", "b", "c"]) == ["b"]
+    assert store.versions() == ["a", "c"]
