@@ -1,5 +1,6 @@
 # One image for every Airflow component: api-server, scheduler, dag-processor, triggerer,
-# Celery worker, Flower, and the init job. Built from uv.lock (hashed); see README "Image".
+# Celery worker, Flower, and the one-shot jobs. Built from uv.lock (hashed);
+# see docs/local-stack.md "The image".
 #
 # No `# syntax=` line on purpose: BuildKit would try to pull a frontend image, which fails
 # on sites with no registry. The built-in frontend supports secrets and cache mounts.

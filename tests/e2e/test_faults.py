@@ -5,7 +5,7 @@ ends in success and the run completes; retries are allowed only where a task's w
 is retried). Each case's recovery is written to test-artifacts/fault-recovery.json and printed
 (`first task done` and `run done` count from the fault); nothing here asserts a time.
 
-The settings that make this true are in README "Faults and recovery". The worker SIGKILL case
+The settings that make this true are in docs/operations.md "Faults and recovery". The worker SIGKILL case
 may take up to about 12 minutes: see there."""
 
 from __future__ import annotations

@@ -41,3 +41,28 @@ def test_help_lists_the_commands(capsys):
     assert exited.value.code == 0
     out = capsys.readouterr().out
     assert "run" in out and "dag-sync" in out and "healthcheck" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["groom-logs", "--onec"], ["monitor", "--once", "extra"], ["dag-sync", "rollbak"], ["rotate-fernet-key", "redo"]],
+)
+def test_typos_in_flags_and_words_are_refused_with_the_usage(argv, capsys, exec_calls):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv, env={})
+    assert exited.value.code == 2
+    assert "usage: airflow-stack" in capsys.readouterr().err
+    assert exec_calls == []
+
+
+def test_an_unknown_stack_variable_stops_every_command_before_it_runs(capsys, exec_calls):
+    assert cli.main(["run", "scheduler"], env={"AIRFLOW_STACK_WAIT_TIMEOT": "5"}) == 1
+    err = capsys.readouterr().err
+    assert "AIRFLOW_STACK_WAIT_TIMEOT is not a setting" in err and "did you mean AIRFLOW_STACK_WAIT_TIMEOUT?" in err
+    assert exec_calls == []
+
+
+def test_the_components_command_lists_every_component_with_its_summary(capsys):
+    assert cli.main(["components"], env={}) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("db-migrate", "dag-sync", "monitor", "log-groomer", "worker"))
