@@ -221,6 +221,8 @@ def test_an_unknown_stack_variable_is_refused_with_the_likely_name():
     assert refusal.value.setting == "AIRFLOW_STACK_DAG_SYNC_INTERVL"
     assert "did you mean AIRFLOW_STACK_DAG_SYNC_INTERVAL?" in refusal.value.fix
     settings.check_known({"AIRFLOW_STACK_DAG_SOURCE_TOKEN_FILE": "/run/secrets/token", "AIRFLOW__CORE__X": "1"})
+    with pytest.raises(StackError, match="AIRFLOW_STACK_WAIT_TIMEOUT_FILE is not a setting"):
+        settings.check_known({"AIRFLOW_STACK_WAIT_TIMEOUT_FILE": "/run/secrets/timeout"})  # not a secret: no twin
 
 
 def test_the_settings_command_masks_secrets_and_names_bad_values(capsys, tmp_path):

@@ -587,7 +587,8 @@ def check_known(env: Mapping[str, str]) -> None:
     """Refuse an `AIRFLOW_STACK_*` variable the registry does not declare: a typo is an error,
     not a silent default."""
     for name in sorted(env):
-        if name.startswith(PREFIX) and name not in REGISTRY and name.removesuffix("_FILE") not in REGISTRY:
+        twin_of = REGISTRY.get(name.removesuffix("_FILE")) if name.endswith("_FILE") else None
+        if name.startswith(PREFIX) and name not in REGISTRY and not (twin_of and twin_of.secret):
             close = difflib.get_close_matches(name, [n for n in REGISTRY if n.startswith(PREFIX)], n=1)
             raise StackError(
                 f"{name} is not a setting of this image",
