@@ -31,26 +31,9 @@ from airflow_stack.ops import s3logs
 MIN_SECRET_LENGTH = 32
 # Values seen as defaults in quick starts, tutorials and old Airflow releases.
 WELL_KNOWN = frozenset(
-    {
-        "airflow",
-        "admin",
-        "password",
-        "postgres",
-        "redis",
-        "flower",
-        "changeme",
-        "change-me",
-        "secret",
-        "temporary_key",
-        "test",
-        "123456",
-        "12345678",
-        "letmein",
-        "default",
-        "root",
-        "guest",
-    }
-)
+    {"airflow", "admin", "password", "postgres", "redis", "flower", "changeme", "change-me", "secret",
+     "temporary_key", "test", "123456", "12345678", "letmein", "default", "root", "guest"}
+)  # fmt: skip
 
 
 def weak_allowed(env: Mapping[str, str]) -> bool:

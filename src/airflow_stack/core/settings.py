@@ -122,6 +122,15 @@ def url(*schemes: str) -> Kind:
     return Kind(f"a {' or '.join(s + '://' for s in schemes)} URL", _url(schemes))
 
 
+def _url_list(schemes: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    one = _url(schemes)
+    return lambda raw: tuple(one(item) for item in raw.split(",") if item.strip())
+
+
+def url_list(*schemes: str) -> Kind:
+    return Kind(f"a comma-separated list of {' or '.join(s + '://' for s in schemes)} URLs", _url_list(schemes))
+
+
 def choices(*allowed: str) -> Kind:
     return Kind(f"a comma-separated list of: {', '.join(allowed)}", _choices(allowed))
 
@@ -503,6 +512,18 @@ DAG_SOURCE_TOKEN = _declare(
 DAG_SOURCE_USERNAME = _declare("AIRFLOW_STACK_DAG_SOURCE_USERNAME", _DAGS, "The basic-auth user for an HTTP(S) source.")
 DAG_SOURCE_PASSWORD = _declare(
     "AIRFLOW_STACK_DAG_SOURCE_PASSWORD", _DAGS, "The basic-auth password for an HTTP(S) source.", secret=True
+)
+DAG_SOURCE_ALLOWED_ORIGINS = _declare(
+    "AIRFLOW_STACK_DAG_SOURCE_ALLOWED_ORIGINS", _DAGS,
+    "Other origins (`https://host[:port]`, comma-separated) that the source may redirect to or a pointer may "
+    "name. They never get the source's credentials; any other origin is refused.", url_list("http", "https"), (),
+)  # fmt: skip
+DAG_POLL_TIMEOUT = _declare(
+    "AIRFLOW_STACK_DAG_POLL_TIMEOUT",
+    _DAGS,
+    "Seconds one poll may take to ask the source and download, however slowly the source sends.",
+    seconds(),
+    600.0,
 )
 DAG_SOURCE_CA_BUNDLE = _declare(
     "AIRFLOW_STACK_DAG_SOURCE_CA_BUNDLE",

@@ -5,7 +5,13 @@ the bytes actually read (an archive's headers can lie):
 - no absolute path, no `..` component, no NUL byte, nothing outside the destination;
 - regular files and folders only, plus symbolic and hard links whose target stays inside the
   release (a hard link is written as a copy); no device, FIFO or socket files;
-- at most `max_files` members and `max_bytes` bytes extracted (archive bombs);
+- at most `max_files` members and `max_bytes` bytes extracted (archive bombs), counted as the
+  archive is read: a tar stops at the first member past the limit, a zip's entry count is read
+  from its end record before its directory is parsed;
+- names of at most MAX_NAME characters and parts of at most MAX_PART bytes, long-name and pax
+  headers of at most MAX_HEADER bytes, link targets of at most MAX_NAME: each refused before
+  it is read into memory;
+- no entry inside a folder that the archive also makes a symbolic link;
 - at least one regular file (an empty archive is refused, it would delete every DAG).
 
 Files are written 0644 (0755 when executable in the archive), folders 0755, and every file
@@ -25,6 +31,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
+MAX_NAME = 1024  # characters of an entry's name or a link's target
+MAX_PART = 255  # bytes of one path part (a file name), as most filesystems allow
+MAX_HEADER = 64 * 1024  # bytes of a tar long-name or pax header
 _CHUNK = 1 << 20
 
 
@@ -58,7 +67,15 @@ def archive_format(name: str) -> str:
     raise UnsafeArchive(f"{name!r} is not a .tar.gz, .tgz or .zip archive")
 
 
+def _short(name: str) -> str:
+    return repr(name) if len(name) <= 200 else f"{name[:200]!r}... ({len(name)} characters)"
+
+
 def _normalise(name: str) -> str:
+    if len(name) > MAX_NAME:
+        raise UnsafeArchive(f"entry {_short(name)} has a name longer than {MAX_NAME} characters")
+    if any(len(part.encode("utf-8", "surrogateescape")) > MAX_PART for part in name.split("/")):
+        raise UnsafeArchive(f"entry {_short(name)} has a path part longer than {MAX_PART} bytes")
     if "\x00" in name:
         raise UnsafeArchive(f"entry {name!r} has a NUL byte in its name")
     if name.startswith("/") or (len(name) > 1 and name[1] == ":") or name.startswith("\\"):
@@ -80,6 +97,27 @@ def _link_target(member: str, target: str, *, relative_to_member: bool) -> str:
     if member.startswith(resolved + "/"):
         raise UnsafeArchive(f"link {member!r} points at its own parent folder {target!r} (a loop)")
     return resolved
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """Refuses a GNU long name or pax header over MAX_HEADER bytes before tarfile reads it whole."""
+
+    def _proc_gnulong(self, tarfile):
+        if self.size > MAX_HEADER:
+            raise UnsafeArchive(f"the archive has a long-name header of {self.size} bytes (limit {MAX_HEADER})")
+        return super()._proc_gnulong(tarfile)
+
+    def _proc_pax(self, tarfile):
+        if self.size > MAX_HEADER:
+            raise UnsafeArchive(f"the archive has a pax header of {self.size} bytes (limit {MAX_HEADER})")
+        return super()._proc_pax(tarfile)
+
+
+def _counted(members: Iterator[Member], limits: Limits) -> Iterator[Member]:
+    for count, member in enumerate(members, start=1):
+        if count > limits.max_files:
+            raise UnsafeArchive(f"the archive has more than {limits.max_files} entries")
+        yield member
 
 
 def _tar_members(tar: tarfile.TarFile) -> Iterator[Member]:
@@ -110,7 +148,13 @@ def _zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
         if info.is_dir():
             yield Member(name, "dir", 0, source=info)
         elif stat.S_ISLNK(mode):
-            target = _link_target(name, archive.read(info).decode("utf-8", "replace"), relative_to_member=True)
+            if info.file_size > MAX_NAME:
+                raise UnsafeArchive(f"link {_short(name)} has a target longer than {MAX_NAME} characters")
+            with archive.open(info) as handle:
+                raw = handle.read(MAX_NAME + 1)
+            if len(raw) > MAX_NAME:
+                raise UnsafeArchive(f"link {_short(name)} has a target longer than {MAX_NAME} characters")
+            target = _link_target(name, raw.decode("utf-8", "replace"), relative_to_member=True)
             yield Member(name, "symlink", 0, target=target, source=info)
         elif stat.S_IFMT(mode) == 0 or stat.S_ISREG(mode):  # zip tools often store no file type
             yield Member(name, "file", info.file_size, bool(mode & 0o111), source=info)
@@ -118,9 +162,28 @@ def _zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
             raise UnsafeArchive(f"entry {name!r} is a device, FIFO or other special file")
 
 
+def _zip_entry_count(archive_path: Path) -> int | None:
+    """The entry count in a zip's end record, read before zipfile parses its whole directory."""
+    with open(archive_path, "rb") as handle:
+        end = zipfile._EndRecData(handle)  # noqa: SLF001 - the stdlib's own reader of the end record
+    return None if end is None else end[zipfile._ECD_ENTRIES_TOTAL]  # noqa: SLF001
+
+
 def _check(members: list[Member], limits: Limits) -> None:
     if len(members) > limits.max_files:
         raise UnsafeArchive(f"the archive has more than {limits.max_files} entries")
+    links = {m.name for m in members if m.kind == "symlink"}
+    for m in members:
+        parents = [m.name[:i] for i, c in enumerate(m.name) if c == "/"]
+        if through := next((p for p in parents if p in links), None):
+            raise UnsafeArchive(
+                f"entry {_short(m.name)} is inside {_short(through)}, which the archive also makes a symbolic link"
+            )
+    seen: dict[str, str] = {}
+    for m in members:
+        if m.name in seen and not (m.kind == "dir" and seen[m.name] == "dir"):
+            raise UnsafeArchive(f"entry {_short(m.name)} appears twice in the archive")
+        seen[m.name] = m.kind
     declared = sum(m.size for m in members)
     if declared > limits.max_bytes:
         raise UnsafeArchive(f"the archive would extract to {declared} bytes, over the limit of {limits.max_bytes}")
@@ -176,18 +239,23 @@ def extract(archive_path: Path, fmt: str, destination: Path, limits: Limits) -> 
     budget = _Budget(limits)
     try:
         if fmt == "tar":
-            with tarfile.open(archive_path, "r:gz") as tar:
-                members = list(_tar_members(tar))
+            with tarfile.open(archive_path, "r:gz", tarinfo=_BoundedTarInfo) as tar:
+                members = list(_counted(_tar_members(tar), limits))
                 _check(members, limits)
                 return _extract_members(root, members, budget, lambda m: tar.extractfile(m.source))
+        entries = _zip_entry_count(archive_path)
+        if entries is not None and entries > limits.max_files:
+            raise UnsafeArchive(f"the archive has more than {limits.max_files} entries ({entries})")
         with zipfile.ZipFile(archive_path) as archive:
-            members = list(_zip_members(archive))
+            members = list(_counted(_zip_members(archive), limits))
             _check(members, limits)
             return _extract_members(root, members, budget, lambda m: archive.open(m.source))
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError, zipfile.LargeZipFile) as exc:
         if isinstance(exc, UnsafeArchive):
             raise
-        raise UnsafeArchive(f"the archive is corrupt or truncated ({type(exc).__name__}: {exc})") from None
+        # The error names a path under staging or the archive's own text: neither helps the reader.
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)[:200]
+        raise UnsafeArchive(f"the archive is corrupt or truncated ({type(exc).__name__}: {reason})") from None
 
 
 def _extract_members(root: Path, members: list[Member], budget: _Budget, open_member) -> int:

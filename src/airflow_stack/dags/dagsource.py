@@ -11,12 +11,21 @@ without its suffix (pointer mode) or the name plus the first 12 hex digits of it
 (artifact mode, where the name may stay the same). The expected SHA-256 comes from the
 pointer line, the `X-Checksum-Sha256` header (Artifactory), the S3 object's `sha256`
 metadata, or a `.sha256` sidecar next to the artifact, in that order.
+
+Hostile sources are expected. Credentials (bearer token, basic auth) go only to the origin of
+AIRFLOW_STACK_DAG_SOURCE: redirects are followed by hand, and an artifact or redirect on
+another origin is refused unless AIRFLOW_STACK_DAG_SOURCE_ALLOWED_ORIGINS lists it (it then
+gets no credentials). Every read stops at its limit as it streams (pointer, sidecar,
+artifact), and the whole poll at its deadline, however slowly a server sends.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Protocol
@@ -27,6 +36,8 @@ from airflow_stack.dags.releases import check_version
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 MAX_POINTER_BYTES = 64 * 1024
+MAX_SIDECAR_BYTES = 4 * 1024
+MAX_REDIRECTS = 5
 _CHUNK = 1 << 20
 
 
@@ -49,6 +60,7 @@ class Offer:
 
 class Source(Protocol):
     location: str
+    deadline: float | None  # time.monotonic() by which the current poll must be done
 
     def check(self, state: dict[str, str], scratch: Path) -> Offer | None: ...
 
@@ -98,23 +110,41 @@ def offer_from_pointer(text: str, pointer: str, resolve) -> Offer:
     try:
         fmt = archive_format(name)
         version = check_version(strip_suffix(name))
-    except ValueError as exc:
-        raise SourceError(f"the version pointer {pointer} names {reference!r}: {exc}") from None
-    except Exception as exc:  # UnsafeArchive: not an archive name
-        raise SourceError(f"the version pointer {pointer} names {reference!r}: {exc}") from None
+    except Exception as exc:  # ValueError (an unsafe version) or UnsafeArchive (not an archive name)
+        raise SourceError(f"the version pointer {pointer} names {_short(reference)!r}: {_short(str(exc))}") from None
     return Offer(artifact=resolve(reference), fmt=fmt, version=version, sha256=sha256)
 
 
-def copy_capped(source: BinaryIO | object, target: Path, max_bytes: int, where: str) -> str:
+def _chunks(source: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
+    return iter(lambda: source.read(_CHUNK), b"") if hasattr(source, "read") else iter(source)
+
+
+def bounded(chunks: Iterable[bytes], max_bytes: int, where: str, deadline: float | None) -> Iterator[bytes]:
+    """The chunks, stopped with a SourceError past `max_bytes` or past the poll's deadline."""
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > max_bytes:
+            raise SourceError(f"{where} is larger than the limit of {max_bytes} bytes")
+        if deadline is not None and time.monotonic() > deadline:
+            raise SourceError(
+                f"reading {where} did not finish within the poll's deadline (AIRFLOW_STACK_DAG_POLL_TIMEOUT)"
+            )
+        yield chunk
+
+
+def read_capped(source: BinaryIO | Iterable[bytes], max_bytes: int, where: str, deadline: float | None) -> bytes:
+    """A small document (pointer, sidecar), read whole but never past `max_bytes`."""
+    return b"".join(bounded(_chunks(source), max_bytes, where, deadline))
+
+
+def copy_capped(
+    source: BinaryIO | Iterable[bytes], target: Path, max_bytes: int, where: str, deadline: float | None = None
+) -> str:
     """Stream chunks (an iterator of bytes or a file) into `target`; return the SHA-256."""
     digest = hashlib.sha256()
-    total = 0
-    chunks = iter(lambda: source.read(_CHUNK), b"") if hasattr(source, "read") else source
     with open(target, "wb") as handle:
-        for chunk in chunks:
-            total += len(chunk)
-            if total > max_bytes:
-                raise SourceError(f"{where} is larger than the limit of {max_bytes} bytes")
+        for chunk in bounded(_chunks(source), max_bytes, where, deadline):
             digest.update(chunk)
             handle.write(chunk)
     return digest.hexdigest()
@@ -122,12 +152,31 @@ def copy_capped(source: BinaryIO | object, target: Path, max_bytes: int, where: 
 
 def version_by_content(artifact: str, sha256: str) -> str:
     name = PurePosixPath(urlsplit(artifact).path).name
-    return check_version(f"{strip_suffix(name)[:100]}-{sha256[:12]}")
+    try:
+        return check_version(f"{strip_suffix(name)[:100]}-{sha256[:12]}")
+    except ValueError as exc:
+        raise SourceError(f"the artifact {_short(artifact)} cannot name a release: {exc}") from None
+
+
+def _short(text: str, limit: int = 300) -> str:
+    """`text` cut to `limit` characters for a message (names and URLs may be crafted)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def origin(url: str) -> str:
+    """`scheme://host[:port]`, lower-cased, the default port left out."""
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    port = f":{parts.port}" if parts.port and parts.port != default else ""
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}{port}"
 
 
 # ------------------------------------------------------------------------------------------
 class HttpSource:
-    """An HTTP(S) artifact repository (Artifactory, Nexus, a web server)."""
+    """An HTTP(S) artifact repository (Artifactory, Nexus, a web server).
+
+    Redirects are followed by hand, at most MAX_REDIRECTS: each hop's origin must be the
+    source's or one of `allowed_origins`, and credentials go to the source's origin only."""
 
     def __init__(
         self,
@@ -139,29 +188,38 @@ class HttpSource:
         timeout: float,
         max_bytes: int,
         ca_bundle: str | None,
+        allowed_origins: tuple[str, ...] = (),
     ):
         import httpx
 
         self.location = location
         self.max_bytes = max_bytes
-        headers = {"User-Agent": "airflow-stack-dag-sync"}
+        self.deadline: float | None = None
+        self.origin = origin(location)
+        self.allowed = {self.origin, *(origin(o) for o in allowed_origins)}
+        self._credentials: dict[str, str] = {}
         if token:
-            headers["Authorization"] = f"Bearer {token}"
-        auth = httpx.BasicAuth(username, password or "") if username else None
+            self._credentials["Authorization"] = f"Bearer {token}"
+        elif username:
+            basic = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+            self._credentials["Authorization"] = f"Basic {basic}"
         self._httpx = httpx
         self.client = httpx.Client(
-            headers=headers, auth=auth, timeout=timeout, follow_redirects=True, verify=ca_bundle or True
+            headers={"User-Agent": "airflow-stack-dag-sync"},
+            timeout=timeout,
+            follow_redirects=False,
+            verify=ca_bundle or True,
         )
 
     def _error(self, url: str, exc: Exception) -> SourceError:
         httpx = self._httpx
         if isinstance(exc, httpx.TimeoutException):
-            return SourceError(f"GET {url} timed out ({type(exc).__name__})")
+            return SourceError(f"GET {_short(url)} timed out ({type(exc).__name__})")
         if isinstance(exc, httpx.ConnectError):
-            return SourceError(f"cannot connect to {url} ({exc})")
+            return SourceError(f"cannot connect to {_short(url)} ({exc})")
         if isinstance(exc, httpx.RemoteProtocolError):
-            return SourceError(f"GET {url} broke off: {exc} (truncated download)")
-        return SourceError(f"GET {url} failed: {type(exc).__name__}: {exc}")
+            return SourceError(f"GET {_short(url)} broke off: {exc} (truncated download)")
+        return SourceError(f"GET {_short(url)} failed: {type(exc).__name__}: {_short(str(exc))}")
 
     def _status_error(self, response) -> SourceError:
         hint = {
@@ -169,7 +227,10 @@ class HttpSource:
             403: " (the credentials lack read access)",
             404: " (no such artifact or pointer)",
         }.get(response.status_code, "")
-        return SourceError(f"GET {response.request.url} answered {response.status_code} {response.reason_phrase}{hint}")
+        return SourceError(
+            f"GET {_short(str(response.request.url))} answered {response.status_code} "
+            f"{_short(response.reason_phrase, 80)}{hint}"
+        )
 
     def _conditional(self, state: dict[str, str]) -> dict[str, str]:
         headers = {}
@@ -181,78 +242,105 @@ class HttpSource:
 
     @staticmethod
     def _state(response) -> dict[str, str]:
-        return {
-            k: v
-            for k, v in (
-                ("etag", response.headers.get("etag")),
-                ("last_modified", response.headers.get("last-modified")),
-            )
-            if v
-        }
+        pairs = (("etag", response.headers.get("etag")), ("last_modified", response.headers.get("last-modified")))
+        return {k: v[:1024] for k, v in pairs if v}
 
-    def _get_to_file(self, url: str, target: Path, headers: dict[str, str]):
-        """GET into `target`; returns (response, sha256) or (response, None) on 304."""
+    def check_origin(self, url: str, why: str) -> None:
+        if origin(url) not in self.allowed:
+            raise SourceError(
+                f"{why} {_short(url)}, on another origin than AIRFLOW_STACK_DAG_SOURCE ({self.origin}); refused "
+                "(list that origin in AIRFLOW_STACK_DAG_SOURCE_ALLOWED_ORIGINS to allow it; it gets no credentials)"
+            )
+
+    def _open(self, url: str, headers: dict[str, str]):
+        """A streamed GET of `url` after following redirects by hand; the caller closes it."""
+        self.check_origin(url, "the source names")
+        for _ in range(MAX_REDIRECTS + 1):
+            send = dict(headers) | (self._credentials if origin(url) == self.origin else {})
+            try:
+                response = self.client.send(self.client.build_request("GET", url, headers=send), stream=True)
+            except self._httpx.HTTPError as exc:
+                raise self._error(url, exc) from None
+            if response.status_code not in (301, 302, 303, 307, 308) or "location" not in response.headers:
+                return response
+            response.close()
+            target = urljoin(url, response.headers.get("location", ""))
+            self.check_origin(target, f"{_short(url)} redirects to")
+            url = target
+        raise SourceError(f"{_short(self.location)}: more than {MAX_REDIRECTS} redirects")
+
+    def _fetch(self, url: str, headers: dict[str, str], max_bytes: int, target: Path | None):
+        """GET `url`: (response, sha256) streamed into `target`, or (response, content) when
+        `target` is None; (response, None) on 304. Stops at `max_bytes` and at the deadline."""
+        response = self._open(url, headers)
         try:
-            with self.client.stream("GET", url, headers=headers) as response:
-                if response.status_code == 304:
-                    return response, None
-                if response.status_code != 200:
-                    raise self._status_error(response)
-                length = response.headers.get("content-length")
-                if length and length.isdigit() and int(length) > self.max_bytes:
-                    raise SourceError(f"{url} is {length} bytes, over the limit of {self.max_bytes}")
-                return response, copy_capped(response.iter_bytes(), target, self.max_bytes, url)
+            if response.status_code == 304:
+                return response, None
+            if response.status_code != 200:
+                raise self._status_error(response)
+            length = response.headers.get("content-length")
+            if length and length.isdigit() and int(length) > max_bytes:
+                raise SourceError(f"{_short(url)} is {length} bytes, over the limit of {max_bytes}")
+            where = _short(str(response.url))
+            if target is None:
+                return response, read_capped(response.iter_bytes(), max_bytes, where, self.deadline)
+            return response, copy_capped(response.iter_bytes(), target, max_bytes, where, self.deadline)
         except self._httpx.HTTPError as exc:
             raise self._error(url, exc) from None
+        finally:
+            response.close()
 
     def check(self, state: dict[str, str], scratch: Path) -> Offer | None:
         if is_artifact(self.location):
             target = scratch / "artifact"
-            response, sha256 = self._get_to_file(self.location, target, self._conditional(state))
+            response, sha256 = self._fetch(self.location, self._conditional(state), self.max_bytes, target)
             if sha256 is None:
                 return None
             final = str(response.url)
+            try:
+                fmt = archive_format(PurePosixPath(urlsplit(final).path).name)
+            except Exception as exc:  # UnsafeArchive: the redirect named no archive
+                raise SourceError(f"{_short(final)}: {exc}") from None
             return Offer(
                 final,
-                archive_format(PurePosixPath(urlsplit(final).path).name),
+                fmt,
                 version_by_content(final, sha256),
                 self._state(response),
-                response.headers.get("x-checksum-sha256"),
+                _checksum_header(response),
                 target,
                 sha256,
             )
-        try:
-            response = self.client.get(self.location, headers=self._conditional(state))
-        except self._httpx.HTTPError as exc:
-            raise self._error(self.location, exc) from None
-        if response.status_code == 304:
+        response, content = self._fetch(self.location, self._conditional(state), MAX_POINTER_BYTES, None)
+        if content is None:
             return None
-        if response.status_code != 200:
-            raise self._status_error(response)
-        check_pointer_size(len(response.content), self.location)
-        offer = offer_from_pointer(response.text, self.location, lambda ref: urljoin(str(response.url), ref))
+        text = content.decode("utf-8", "replace")
+        offer = offer_from_pointer(text, self.location, lambda ref: urljoin(str(response.url), ref))
+        self.check_origin(offer.artifact, "the version pointer names")
         offer.state = self._state(response)
         return offer
 
     def download(self, offer: Offer, scratch: Path) -> Path:
         if offer.archive is None:
             target = scratch / "artifact"
-            response, offer.digest = self._get_to_file(offer.artifact, target, {})
-            offer.sha256 = offer.sha256 or response.headers.get("x-checksum-sha256")
+            response, offer.digest = self._fetch(offer.artifact, {}, self.max_bytes, target)
+            offer.sha256 = offer.sha256 or _checksum_header(response)
             offer.archive = target
         return offer.archive
 
     def sidecar_sha256(self, offer: Offer) -> str | None:
         url = f"{offer.artifact}.sha256"
         try:
-            response = self.client.get(url)
-        except self._httpx.HTTPError as exc:
-            raise self._error(url, exc) from None
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise self._status_error(response)
-        return _checksum_from_text(response.text, url)
+            _, content = self._fetch(url, {}, MAX_SIDECAR_BYTES, None)
+        except SourceError as exc:
+            if " answered 404 " in str(exc):
+                return None
+            raise
+        return _checksum_from_text((content or b"").decode("utf-8", "replace"), url)
+
+
+def _checksum_header(response) -> str | None:
+    value = response.headers.get("x-checksum-sha256")
+    return value[:64] if value else None
 
 
 # ------------------------------------------------------------------------------------------
@@ -268,6 +356,7 @@ class S3Source:
         self.location = location
         self.bucket, self.key = parts.netloc, parts.path.lstrip("/")
         self.max_bytes = max_bytes
+        self.deadline: float | None = None
         config = Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 2})
         self.client = boto3.client("s3", endpoint_url=endpoint_url or None, config=config)
 
@@ -301,7 +390,7 @@ class S3Source:
         if response["ContentLength"] > self.max_bytes:
             raise SourceError(f"{where} is {response['ContentLength']} bytes, over the limit of {self.max_bytes}")
         try:
-            return copy_capped(response["Body"], target, self.max_bytes, where)
+            return copy_capped(response["Body"], target, self.max_bytes, where, self.deadline)
         except BotoCoreError as exc:  # IncompleteReadError, ReadTimeoutError
             raise SourceError(f"reading {where} broke off: {exc} (truncated download)") from None
 
@@ -322,7 +411,7 @@ class S3Source:
                 sha256,
             )
         check_pointer_size(response["ContentLength"], self.location)
-        text = response["Body"].read().decode("utf-8", "replace")
+        text = read_capped(response["Body"], MAX_POINTER_BYTES, self.location, self.deadline).decode("utf-8", "replace")
         directory = str(PurePosixPath(self.key).parent)
 
         def resolve(reference: str) -> str:
@@ -355,7 +444,9 @@ class S3Source:
             if "does not exist" in str(exc):
                 return None
             raise
-        return _checksum_from_text(response["Body"].read(4096).decode("utf-8", "replace"), f"s3://{self.bucket}/{key}")
+        where = f"s3://{self.bucket}/{key}"
+        text = read_capped(response["Body"], MAX_SIDECAR_BYTES, where, self.deadline).decode("utf-8", "replace")
+        return _checksum_from_text(text, where)
 
 
 def _checksum_from_text(text: str, where: str) -> str:

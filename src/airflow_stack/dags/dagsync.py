@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +32,11 @@ from airflow_stack.dags import archive, dagsource, dagvalidate
 from airflow_stack.dags.releases import DEFAULT_RELEASES_DIR, RELEASES_DIR_SETTING, Status, Store, now_iso, store_of
 
 MB = 1024 * 1024
+MAX_ERROR_CHARS = 2000  # of an error kept in status.json or logged (a crafted name can be long)
+
+
+def truncate(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 class ChecksumMismatch(Exception):
@@ -56,6 +62,8 @@ class DagSyncSettings:
     source_username: str | None
     source_password: str | None
     source_ca_bundle: Path | None
+    source_allowed_origins: tuple[str, ...]
+    poll_timeout: float
     s3_endpoint_url: str | None
 
 
@@ -88,6 +96,8 @@ _FIELDS = {
     "source_username": settings.DAG_SOURCE_USERNAME,
     "source_password": settings.DAG_SOURCE_PASSWORD,
     "source_ca_bundle": settings.DAG_SOURCE_CA_BUNDLE,
+    "source_allowed_origins": settings.DAG_SOURCE_ALLOWED_ORIGINS,
+    "poll_timeout": settings.DAG_POLL_TIMEOUT,
     "s3_endpoint_url": settings.S3_ENDPOINT_URL,
 }
 
@@ -114,6 +124,7 @@ def make_source(cfg: DagSyncSettings) -> dagsource.Source:
             timeout=cfg.source_timeout,
             max_bytes=max_bytes,
             ca_bundle=str(cfg.source_ca_bundle) if cfg.source_ca_bundle else None,
+            allowed_origins=cfg.source_allowed_origins,
         )
     raise StackError(
         f"AIRFLOW_STACK_DAG_SOURCE={location!r} is neither an http(s):// nor an s3:// URL",
@@ -133,63 +144,92 @@ class DagSync:
         self.limits = archive.Limits(max_files=cfg.max_files, max_bytes=int(cfg.max_extracted_mb * MB))
 
     def poll(self) -> tuple[bool, str]:
-        """One poll under the store's lock: (succeeded, the decision in one line)."""
-        with self.store.lock():
-            status = self.store.read_status()
-            status.source = self.source.location
-            status.last_check = now_iso()
+        """One poll: (succeeded, the decision in one line). Any error is recorded and logged,
+        never raised: bad input must not stop the service. The store's lock is held only for
+        the switch and the status record, never for a download, so rollback and status never
+        wait behind one."""
+        checked_at = now_iso()
+        self.source.deadline = time.monotonic() + self.cfg.poll_timeout
+        try:
+            with self.store.staged("poll") as scratch:
+                finish = self._fetch(scratch)
+                with self.store.lock():
+                    status = self._status(checked_at)
+                    decision = finish(status)
+                    status.last_success = checked_at
+                    self.store.write_status(status)
+            ok = True
+        except Exception as exc:  # noqa: BLE001 - every failure class is recorded, none ends the service
+            error = truncate(f"{type(exc).__name__}: {exc}")
+            decision = f"kept {self.store.current_version() or '(no release yet)'}; rejected: {error}"
+            ok = False
             try:
-                decision = self._poll(status)
-                status.last_success = status.last_check
-                ok = True
-            # OSError: the shared volume is full or not writable; recorded like the rest, and
-            # the next poll tries again.
-            except (
-                dagsource.SourceError,
-                archive.UnsafeArchive,
-                ChecksumMismatch,
-                dagvalidate.ValidationFailed,
-                OSError,
-            ) as exc:
-                status.last_error, status.last_error_at = f"{type(exc).__name__}: {exc}", status.last_check
-                decision = f"kept {self.store.current_version() or '(no release yet)'}; rejected: {status.last_error}"
-                ok = False
-            self.store.write_status(status)
-        log(f"dag-sync: {decision}")
+                with self.store.lock():
+                    status = self._status(checked_at)
+                    status.last_error, status.last_error_at = error, checked_at
+                    self.store.write_status(status)
+            except OSError as write_error:  # the volume is full or gone: logged; the next poll tries again
+                decision += f" (the status record could not be written: {write_error.strerror})"
+        log(f"dag-sync: {truncate(decision)}")
         return ok, decision
 
-    def _poll(self, status: Status) -> str:
+    def _status(self, checked_at: str) -> Status:
+        try:
+            status = self.store.read_status()
+        except StackError as exc:  # a corrupt record is replaced, not fatal
+            log(f"dag-sync: {exc.problem}; starting a new status record")
+            status = Status(current_version=self.store.current_version())
+        status.source = self.source.location
+        status.last_check = checked_at
+        return status
+
+    def _fetch(self, scratch: Path) -> Callable[[Status], str]:
+        """Without the lock: ask the source, download, verify, extract and validate into
+        `scratch`. Returns the step that runs under the lock and says what happened."""
+        state = self._status(now_iso())
         current = self.store.current_version()
-        with self.store.staged("poll") as scratch:
-            offer = self.source.check(status.source_state, scratch)
-            if offer is None:
-                return f"unchanged: {self.source.location} not modified; current {current}"
-            if status.pinned:
-                return (
-                    f"pinned at {current} by rollback; the source offers {offer.version}; "
-                    "`airflow-stack dag-sync resume` follows it again"
-                )
-            if offer.version == current:
+        offer = self.source.check(state.source_state, scratch)
+        if offer is None:
+            return lambda status: f"unchanged: {self.source.location} not modified; current {current}"
+        if state.pinned:
+            return lambda status: (
+                f"pinned at {current} by rollback; the source offers {offer.version}; "
+                "`airflow-stack dag-sync resume` follows it again"
+            )
+        if offer.version == current:
+
+            def keep(status: Status) -> str:
                 status.source_state = offer.state
                 return f"unchanged: the source offers {current}, already current"
-            if self.store.has(offer.version):
-                switch(self.store, status, offer.version)
-                status.source_state = offer.state
-                return f"activated {offer.version} (already on disk, not downloaded again)"
-            self.source.download(offer, scratch)  # artifact mode: check() downloaded it already
-            verified = self._verify(offer)
-            release = scratch / "release"
-            files = archive.extract(offer.archive, offer.fmt, release, self.limits)
-            dags = self.validator(release) if self.validator else None
-            self.store.add(release, offer.version)
-            switch(self.store, status, offer.version)
-            status.source_state = offer.state
-            pruned = self.store.prune(self.cfg.keep_releases, status.history)
+
+            return keep
+        if self.store.has(offer.version):
+            return lambda status: self._activate(
+                status, offer, None, f"activated {offer.version} (already on disk, not downloaded again)"
+            )
+        self.source.download(offer, scratch)  # artifact mode: check() downloaded it already
+        verified = self._verify(offer)
+        release = scratch / "release"
+        files = archive.extract(offer.archive, offer.fmt, release, self.limits)
+        dags = self.validator(release) if self.validator else None
         checked = f"{len(dags)} DAG(s) imported" if dags is not None else "validation off"
-        return (
+        decision = (
             f"activated {offer.version} (was {current or 'no release'}): {files} file(s), {checked}, "
-            f"checksum {verified}" + (f"; pruned {', '.join(pruned)}" if pruned else "")
+            f"checksum {verified}"
         )
+        return lambda status: self._activate(status, offer, release, decision)
+
+    def _activate(self, status: Status, offer: dagsource.Offer, release: Path | None, decision: str) -> str:
+        """Under the lock: switch to the offer's release, unless a rollback pinned the store meanwhile."""
+        if status.pinned:
+            current = self.store.current_version()
+            return f"pinned at {current} by a rollback during this poll; {offer.version} not activated"
+        if release is not None and not self.store.has(offer.version):
+            self.store.add(release, offer.version)
+        switch(self.store, status, offer.version)
+        status.source_state = offer.state
+        pruned = self.store.prune(self.cfg.keep_releases, status.history)
+        return decision + (f"; pruned {', '.join(pruned)}" if pruned else "")
 
     def _verify(self, offer: dagsource.Offer) -> str:
         expected = offer.sha256 or self.source.sidecar_sha256(offer)
@@ -204,14 +244,18 @@ class DagSync:
             raise ChecksumMismatch(f"{offer.artifact} has SHA-256 {offer.digest}, but the source says {expected}")
         return "verified"
 
-    def serve(self) -> None:
+    def serve(self, stop: threading.Event | None = None) -> None:
+        """Poll every sync_interval seconds until `stop` is set (never, in the service)."""
         log(
             f"dag-sync: polling {self.source.location} every {self.cfg.sync_interval:g} s into {self.store.root} "
             f"(validation {'on' if self.validator else 'off'}, keeping {self.cfg.keep_releases} releases)"
         )
-        while True:
+        while stop is None or not stop.is_set():
             started = time.monotonic()
-            self.poll()
+            try:
+                self.poll()
+            except Exception as exc:  # noqa: BLE001 - poll records its errors; this is the last guard
+                log(f"dag-sync: poll failed unexpectedly: {truncate(f'{type(exc).__name__}: {exc}')}")
             time.sleep(max(0.0, self.cfg.sync_interval - (time.monotonic() - started)))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 from pathlib import Path
 
 from airflow_stack.dags.releases import BUNDLE_NAME
@@ -68,5 +69,11 @@ def validate(folder: Path, timeout: float) -> list[str]:
 
 
 def _last_line(error: str) -> str:
+    """The error's last line, with the line of the DAG file it points at (a SyntaxError's
+    message alone does not say where)."""
     lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "unknown error"
+    if not lines:
+        return "unknown error"
+    last = lines[-1][:500]
+    where = re.findall(r'File "[^"]*", line (\d+)', error)
+    return f"{last} (line {where[-1]})" if where and "line " not in last else last

@@ -37,6 +37,7 @@ from airflow_stack.core.errors import StackError
 RELEASES_DIR_SETTING = settings.DAG_RELEASES_DIR.name
 DEFAULT_RELEASES_DIR = Path("/opt/airflow/dag-releases")  # dag-sync's store when the setting is unset
 BUNDLE_NAME = "dags-folder"  # the name of Airflow's default bundle: switching modes keeps every DAG's identity
+MAX_STATUS_BYTES = 1024 * 1024  # status.json is read whole by the probe, the monitor and `status`
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 
 
@@ -122,7 +123,11 @@ class Store:
 
     def read_status(self) -> Status:
         try:
-            return Status.from_json(self.status_file.read_text())
+            with open(self.status_file, "rb") as handle:
+                raw = handle.read(MAX_STATUS_BYTES + 1)
+            if len(raw) > MAX_STATUS_BYTES:
+                raise ValueError(f"it is over {MAX_STATUS_BYTES // 1024} KiB")
+            return Status.from_json(raw.decode("utf-8", "replace"))
         except FileNotFoundError:
             return Status(current_version=self.current_version())
         except (ValueError, TypeError) as exc:

@@ -7,6 +7,11 @@ and field, and the database is left unchanged. Then everything is applied in one
 with Airflow's own models: missing objects are created, changed ones updated, equal ones and
 objects the file does not name left alone. Secret values are never printed.
 
+The file is treated as untrusted: it is read up to MAX_FILE_BYTES, YAML aliases and anchors
+are refused before anything is built (no "billion laughs"), only plain YAML types are
+accepted, and ids are checked against Airflow's own rules while loading. A database error
+while applying is a refusal naming the object, with nothing applied.
+
 String values may reference the environment and mounted files:
     ${NAME}            the variable NAME; an error when it is not set
     ${NAME:-default}   NAME, or `default` when NAME is unset or empty
@@ -26,6 +31,12 @@ from airflow_stack.core import settings
 from airflow_stack.core.errors import StackError, docs, log
 
 FILE_SETTING = settings.BOOTSTRAP_FILE.name
+MAX_FILE_BYTES = 1024 * 1024
+# Airflow's own limits (airflow.models: connection ids as sanitize_conn_id accepts them, ID_LEN
+# for variable keys, the pool column's length), used when Airflow cannot be imported.
+CONN_ID = re.compile(r"^[\w#!()\-.:/\\]{1,250}$")
+MAX_VARIABLE_KEY = 250
+MAX_POOL_NAME = 256
 _PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq"))
 _REFERENCE = re.compile(r"\$\{(file:(?P<path>[^}]+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?)\}")
 
@@ -168,14 +179,27 @@ def load(path: Path, env: Mapping[str, str]):
 
     problems = Problems(path)
     try:
-        text = path.read_text()
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise StackError(
             f"cannot read the bootstrap file {path} ({exc.strerror})",
             setting=FILE_SETTING,
             fix=f"mount the file there, or point {FILE_SETTING} at it",
         ) from None
+    if len(raw) > MAX_FILE_BYTES:
+        problems.add(None, "", f"the file is over {MAX_FILE_BYTES // 1024} KiB")
+        problems.raise_if_any()
+    text = raw.decode("utf-8", "replace")
     try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                problems.add(
+                    event.start_mark.line + 1,
+                    "",
+                    "YAML anchors and aliases (&name, *name) are not allowed: write the value out",
+                )
+                problems.raise_if_any()
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -192,7 +216,32 @@ def load(path: Path, env: Mapping[str, str]):
             loc = tuple(error["loc"])
             problems.add(_line_of(root, loc), ".".join(str(p) for p in loc), error["msg"])
     problems.raise_if_any()
+    check_ids(spec, root, problems)
+    problems.raise_if_any()
     return spec
+
+
+def _conn_id_is_valid(conn_id: str) -> bool:
+    """Airflow's own rule (`sanitize_conn_id`) where Airflow is installed, else the same rule."""
+    try:
+        from airflow.models.connection import sanitize_conn_id
+    except ImportError:
+        return CONN_ID.match(conn_id) is not None
+    return sanitize_conn_id(conn_id) == conn_id
+
+
+def check_ids(spec, root, problems: Problems) -> None:
+    """Ids Airflow would refuse on insert, reported at load time with their line."""
+    for conn_id in spec.connections:
+        if not _conn_id_is_valid(conn_id):
+            problems.add(
+                _line_of(root, ("connections", conn_id)), f"connections.{conn_id[:100]}",
+                "Airflow refuses this connection id: 1-250 characters of letters, digits and # ! ( ) - . : / \\ _",
+            )  # fmt: skip
+    for kind, names, limit in (("variables", spec.variables, MAX_VARIABLE_KEY), ("pools", spec.pools, MAX_POOL_NAME)):
+        for name in names:
+            if not name or len(name) > limit:
+                problems.add(_line_of(root, (kind, name)), f"{kind}.{name[:100]}", f"must be 1-{limit} characters")
 
 
 # --- applying: Airflow's models, one transaction ----------------------------------------
@@ -288,16 +337,33 @@ def _apply_pool(session, name: str, spec, report: Report) -> None:
 
 def apply(spec) -> Report:
     from airflow.utils.session import create_session
+    from sqlalchemy.exc import SQLAlchemyError
 
     report = Report()
+    current = "the file's objects"
     # create_session commits at the end and rolls back on any exception: all or nothing.
-    with create_session() as session:
-        for conn_id, connection in spec.connections.items():
-            _apply_connection(session, conn_id, connection, report)
-        for key, value in spec.variables.items():
-            _apply_variable(session, key, value, report)
-        for name, pool in spec.pools.items():
-            _apply_pool(session, name, pool, report)
+    try:
+        with create_session() as session:
+            for conn_id, connection in spec.connections.items():
+                current = f"connection {conn_id!r}"
+                _apply_connection(session, conn_id, connection, report)
+                session.flush()
+            for key, value in spec.variables.items():
+                current = f"variable {key!r}"
+                _apply_variable(session, key, value, report)
+                session.flush()
+            for name, pool in spec.pools.items():
+                current = f"pool {name!r}"
+                _apply_pool(session, name, pool, report)
+                session.flush()
+            current = "the file's objects (at commit)"
+    except (SQLAlchemyError, ValueError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+        raise StackError(
+            f"the database refused {current}: {type(exc).__name__}: {reason}; nothing was applied",
+            setting=FILE_SETTING,
+            fix=f"correct {current} in the file ({docs('connections.md#the-file')}) and run again",
+        ) from None
     return report
 
 
