@@ -59,10 +59,14 @@ ENV AIRFLOW_HOME=/opt/airflow \
 
 # uid 50000, gid 0 (as the official image): any uid with group 0 can also write where needed,
 # so compose can run the containers as the host user (AIRFLOW_UID) for bind-mounted logs.
+# /opt/airflow/private: dag-sync keeps the release store there, in a folder only group 0 may
+# enter, so that the uid its DAG validation runs as cannot reach it (docs/dag-deployment.md).
 RUN useradd --uid 50000 --gid 0 --home-dir /home/airflow --create-home --shell /bin/bash airflow \
  && mkdir -p /opt/airflow/dags /opt/airflow/logs /opt/airflow/plugins /opt/airflow/dag-releases \
  && chown -R 50000:0 /opt/airflow /home/airflow \
- && chmod -R g+rwX /opt/airflow /home/airflow
+ && chmod -R g+rwX /opt/airflow /home/airflow \
+ && install -d -m 0770 -o 50000 -g 0 /opt/airflow/private \
+ && install -d -m 0775 -o 50000 -g 0 /opt/airflow/private/dag-releases
 
 COPY --from=build --chown=50000:0 /opt/airflow/venv /opt/airflow/venv
 

@@ -9,6 +9,7 @@ the picture). A unit test keeps this map complete.
       components             the component table: command, checks, probe, log servers per component
       errors                 StackError (problem, setting, fix), progress lines, links into docs/
       metadb                 the metadata DB without Airflow: heartbeats, task counts, fingerprints
+      privileges             dropping root at start; the uid of DAG validation's sandbox
     checks/                  before and while a component runs
       preflight              the checks a component passes before it starts
       waiting                bounded waits for PostgreSQL, Redis and the execution API
@@ -22,7 +23,7 @@ the picture). A unit test keeps this map complete.
       dagsync                the dag-sync component: poll, verify, extract, validate, switch; rollback
       dagsource              where artifacts come from: HTTP(S) or S3, conditional requests, checksums
       archive                safe extraction of tar.gz and zip artifacts, with limits
-      dagvalidate            import a release's DAGs in a child process before it goes live
+      dagvalidate            import a release's DAGs in a sandbox (own uid, no credentials) before it goes live
       releases               the release store on shared storage and its atomic switch
       dagbundle              the versioned Airflow DAG bundle that reads the release store
     worker/                  inside the Celery worker

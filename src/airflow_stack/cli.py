@@ -25,7 +25,7 @@ import sys
 from collections.abc import MutableMapping
 
 from airflow_stack.checks import healthcheck, preflight
-from airflow_stack.core import components, settings
+from airflow_stack.core import components, privileges, settings
 from airflow_stack.core.errors import StackError, log
 from airflow_stack.dags import releases
 from airflow_stack.ops import s3logs
@@ -41,6 +41,8 @@ def exec_command(argv: list[str]) -> None:
 def run(name: str, extra: list[str], env: MutableMapping[str, str]) -> int:
     """Preflight, then the component's in-process job or its command (exec)."""
     component = components.get(name)
+    if os.geteuid() == 0 and not component.switches_uid and (uid := settings.RUN_AS_UID.read(env)):
+        privileges.drop(uid, keep_switch=False)
     preflight.run(component, env)
     if component.job:
         module, _, function = component.job.partition(":")
@@ -163,6 +165,10 @@ def main(argv: list[str] | None = None, env: MutableMapping[str, str] | None = N
             exec_command(["airflow", *argv])
             return 0
         args = top.parse_args(argv)
+        # `run` and dag-sync's service drop root themselves (dag-sync keeps a switch for its sandbox).
+        keeps_root = args.handler is cmd_run or (args.handler is cmd_dag_sync and args.action is None)
+        if os.geteuid() == 0 and not keeps_root and (uid := settings.RUN_AS_UID.read(env)):
+            privileges.drop(uid, keep_switch=False)
         if args.handler is None:  # `settings`: shows bad values instead of refusing them
             print(settings.table(env, frozenset(settings.resolve_file_twins(env))))
             return 0

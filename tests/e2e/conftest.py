@@ -261,7 +261,7 @@ class Releases:
 
     def live_files(self) -> str:
         script = (
-            "readlink /opt/airflow/dag-releases/current && cd /opt/airflow/dag-releases/current/"
+            "readlink /opt/airflow/private/dag-releases/current && cd /opt/airflow/private/dag-releases/current/"
             " && find . -type f | sort | xargs sha256sum"
         )
         return self.stack.run("exec", "-T", "dag-sync", "sh", "-c", script).stdout

@@ -9,8 +9,12 @@ and the live release stays byte-identical; rollback brings v1 back.
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
+
+from airflow_stack.host import dagpublish
 
 from .conftest import RELEASE_DAG_ID as DAG_ID
 from .conftest import Releases, Stack, finish, poll, tasks_of
@@ -106,6 +110,46 @@ def test_a_release_with_an_import_error_is_refused_and_nothing_changes(releases:
     assert "rejected: ValidationFailed" in releases.stack.logs("dag-sync")
     assert releases.live_files() == before
     assert "dags-6.0.0" not in status["releases"]
+
+
+CRAFTED = """
+import json, os, subprocess
+report = {"uid": os.getuid(), "wrote": [], "leaked": []}
+for target in ("/opt/airflow/private/dag-releases/current/release_probe.py",
+               "/opt/airflow/private/dag-releases/status.json", "/opt/airflow/dag-releases/x.py"):
+    try:
+        with open(target, "a") as handle:
+            handle.write("# owned")
+        report["wrote"].append(target)
+    except OSError:
+        pass
+report["leaked"] = [k for k in os.environ if k.startswith(("AWS_", "AIRFLOW_STACK_")) or "PASSWORD" in k]
+subprocess.Popen(["sleep", "600"], start_new_session=True)
+raise RuntimeError("sandbox " + json.dumps(report, sort_keys=True))
+"""
+
+
+def test_dag_code_run_to_validate_a_release_cannot_touch_the_live_one(releases: Releases):
+    """The release's DAG file tries to change the live release and the status record, reads the
+    environment, starts a process that would outlive it, and raises: it ran as the sandbox's uid,
+    changed nothing, saw no credential, and left no process."""
+    stack = releases.stack
+    before = releases.live_files()
+    folder = stack.workdir / "release-7"
+    folder.mkdir()
+    (folder / "release_probe.py").write_text(CRAFTED)
+    dagpublish.publish(folder, "7.0.0", releases.artifacts)
+
+    def refused():
+        status = releases.status()
+        return status if status["last_error"] and "sandbox {" in status["last_error"] else None
+
+    status = poll("v7 refused", refused, 90, lambda: stack.logs("dag-sync"))
+    report = json.loads(status["last_error"].split("sandbox ", 1)[1].split("}", 1)[0] + "}")
+    assert report == {"leaked": [], "uid": 50001, "wrote": []}, report
+    assert status["current_version"] == "dags-5.0.0" and releases.live_files() == before
+    processes = stack.run("exec", "-T", "dag-sync", "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '").stdout
+    assert "sleep 600" not in processes, processes
 
 
 def test_rollback_brings_v1_back_and_pins_it(releases: Releases):

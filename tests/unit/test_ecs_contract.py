@@ -157,11 +157,25 @@ def ecs_settings(service: str) -> dict[str, str | None]:
     return found
 
 
+DOCKER_DEFAULT_CAPABILITIES = {
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE", "NET_RAW",
+    "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+}  # fmt: skip
+
+
 @pytest.mark.parametrize("service", COMPONENTS)
 def test_the_same_command_probe_and_user(service: str):
     compose, ecs = COMPOSE[service], ecs_container(service)
     assert ecs["Command"] == compose["command"]
-    assert ecs["User"] == compose_value(compose["user"]) == "50000:0"
+    # Only dag-sync starts as root, with SETUID and SETGID alone, and turns into uid 50000 at once
+    # (its validation sandbox runs DAG code as another uid).
+    expected = "0:0" if service == "dag-sync" else "50000:0"
+    assert ecs["User"] == compose_value(compose["user"]) == expected
+    if service == "dag-sync":
+        assert compose["cap_drop"] == ["ALL"] and sorted(compose["cap_add"]) == ["SETGID", "SETUID"]
+        dropped = set(ecs["LinuxParameters"]["Capabilities"]["Drop"])
+        assert DOCKER_DEFAULT_CAPABILITIES - dropped == {"SETUID", "SETGID"}
+        assert compose_value(compose["environment"]["AIRFLOW_STACK_RUN_AS_UID"]) == "50000"
     if "healthcheck" in compose:
         probe = ecs["HealthCheck"]
         assert probe["Command"] == compose["healthcheck"]["test"]

@@ -52,6 +52,9 @@ class Component:
     passwords: tuple[Setting, ...] = ()  # plain passwords checked at start, beyond those in URLs
     probe: Probe | None = None
     prepare_env: Callable[[MutableMapping[str, str]], None] | None = None  # before the command runs
+    # Starts as root and keeps the means to run processes as another uid (dag-sync's validation
+    # sandbox, core.privileges); every other component started as root drops it for good.
+    switches_uid: bool = False
 
 
 def flower_environment(env: MutableMapping[str, str]) -> None:
@@ -163,6 +166,7 @@ COMPONENTS: dict[str, Component] = {
             job="airflow_stack.dags.dagsync:serve",
             required=(settings.DAG_SOURCE,),
             probe=Probe("dag-sync-status"),
+            switches_uid=True,
         ),
         Component(
             "monitor",

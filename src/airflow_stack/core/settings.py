@@ -489,6 +489,25 @@ DAG_VALIDATE = _declare(
 DAG_VALIDATE_TIMEOUT = _declare(
     "AIRFLOW_STACK_DAG_VALIDATE_TIMEOUT", _DAGS, "Seconds the validation import may take.", seconds(), 300.0
 )
+DAG_VALIDATE_UID = _declare(
+    "AIRFLOW_STACK_DAG_VALIDATE_UID", _DAGS,
+    "The uid (and gid) DAG code runs as while a release is validated: one no other process uses, which owns "
+    "nothing (every process of it is killed after each validation).", whole(1, 2**31 - 2), 50001,
+)  # fmt: skip
+DAG_VALIDATE_MEMORY_MB = _declare(
+    "AIRFLOW_STACK_DAG_VALIDATE_MEMORY_MB",
+    _DAGS,
+    "Memory the validation's DAG code may take, beyond what importing Airflow took.",
+    positive_number("MB"),
+    1024.0,
+)
+RUN_AS_UID = _declare(
+    "AIRFLOW_STACK_RUN_AS_UID",
+    _DAGS,
+    "Set where a container starts as root (dag-sync, so that validation can run as its own uid): the "
+    "entrypoint turns into this uid, group 0, before anything else.",
+    whole(1, 2**31 - 2),
+)
 DAG_REQUIRE_CHECKSUM = _declare(
     "AIRFLOW_STACK_DAG_REQUIRE_CHECKSUM",
     _DAGS,

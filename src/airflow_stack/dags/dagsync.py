@@ -18,15 +18,18 @@ Every setting is in the registry (core.settings, group "DAG deployment").
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from airflow_stack.core import settings
+from airflow_stack.core import privileges, settings
 from airflow_stack.core.errors import StackError, log
 from airflow_stack.dags import archive, dagsource, dagvalidate
 from airflow_stack.dags.releases import DEFAULT_RELEASES_DIR, RELEASES_DIR_SETTING, Status, Store, now_iso, store_of
@@ -53,6 +56,8 @@ class DagSyncSettings:
     keep_releases: int
     validate_dags: bool
     validate_timeout: float
+    validate_uid: int
+    validate_memory_mb: float
     require_checksum: bool
     max_archive_mb: float
     max_extracted_mb: float
@@ -87,6 +92,8 @@ _FIELDS = {
     "keep_releases": settings.DAG_KEEP_RELEASES,
     "validate_dags": settings.DAG_VALIDATE,
     "validate_timeout": settings.DAG_VALIDATE_TIMEOUT,
+    "validate_uid": settings.DAG_VALIDATE_UID,
+    "validate_memory_mb": settings.DAG_VALIDATE_MEMORY_MB,
     "require_checksum": settings.DAG_REQUIRE_CHECKSUM,
     "max_archive_mb": settings.DAG_MAX_ARCHIVE_MB,
     "max_extracted_mb": settings.DAG_MAX_EXTRACTED_MB,
@@ -151,8 +158,11 @@ class DagSync:
         checked_at = now_iso()
         self.source.deadline = time.monotonic() + self.cfg.poll_timeout
         try:
-            with self.store.staged("poll") as scratch:
-                finish = self._fetch(scratch)
+            # Downloads and extractions go to local scratch, readable by the validation sandbox;
+            # the store (which the sandbox cannot reach) gets a copy of a validated release only.
+            with tempfile.TemporaryDirectory(prefix="dag-sync-") as scratch:
+                os.chmod(scratch, 0o755)
+                finish = self._fetch(Path(scratch))
                 with self.store.lock():
                     status = self._status(checked_at)
                     decision = finish(status)
@@ -225,7 +235,9 @@ class DagSync:
             current = self.store.current_version()
             return f"pinned at {current} by a rollback during this poll; {offer.version} not activated"
         if release is not None and not self.store.has(offer.version):
-            self.store.add(release, offer.version)
+            with self.store.staged("copy") as staging:
+                shutil.copytree(release, staging / "release", symlinks=True)
+                self.store.add(staging / "release", offer.version)
         switch(self.store, status, offer.version)
         status.source_state = offer.state
         pruned = self.store.prune(self.cfg.keep_releases, status.history)
@@ -299,8 +311,8 @@ def build(env: Mapping[str, str], *, validate: bool = True) -> DagSync:
     cfg = load_settings(env)
     validator = None
     if cfg.validate_dags and validate:
-        dagvalidate.preload()
-        validator = lambda folder: dagvalidate.validate(folder, cfg.validate_timeout)  # noqa: E731
+        sandbox = dagvalidate.Validator(cfg.validate_uid, cfg.validate_timeout, cfg.validate_memory_mb, env)
+        validator = sandbox.validate
     return DagSync(cfg, make_source(cfg), validator)
 
 
@@ -315,6 +327,9 @@ def serve(env: Mapping[str, str], once: bool = False) -> int:
     # SIGTERM ends the service between or during polls; staging is cleaned by `finally`
     # blocks and again at the next start, and the switch itself is one rename.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if os.geteuid() == 0 and (uid := settings.RUN_AS_UID.read(env)):
+        privileges.drop(uid, keep_switch=True)
+        log(f"dag-sync: running as uid {uid}; DAG code is validated as uid {settings.DAG_VALIDATE_UID.read(env)}")
     sync = build(env)
     with sync.store.lock():
         sync.store.prepare()
