@@ -105,3 +105,23 @@ def test_a_bad_file_is_refused_with_lines_and_nothing_is_applied(stack: Stack):
     assert "/tmp/bootstrap.yaml:8: variables.e2e_other: environment variable E2E_UNSET_VARIABLE is not set" in message
     assert "/tmp/bootstrap.yaml:10: pools.e2e_pool.slots" in message
     assert snapshot(stack) == before
+
+
+REFUSED_BY_THE_DATABASE = """\
+connections:
+  e2e_first_of_two:
+    conn_type: http
+  e2e_port_too_large:
+    conn_type: http
+    port: 99999999999
+"""
+
+
+def test_an_object_the_database_refuses_is_named_and_nothing_is_applied(stack: Stack):
+    """A port past PostgreSQL's integer passes the file's checks but not the database."""
+    before = snapshot(stack)
+    result = run_bootstrap(stack, REFUSED_BY_THE_DATABASE)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "the database refused connection 'e2e_port_too_large'" in result.stderr, result.stderr[-3000:]
+    assert "nothing was applied" in result.stderr and "Traceback" not in result.stderr
+    assert snapshot(stack) == before

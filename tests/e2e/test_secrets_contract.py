@@ -143,7 +143,7 @@ def test_fernet_key_rotation_keeps_connections_readable_and_drops_the_old_key(st
 
     # The stored ciphertext opens with the new key and no longer with the old one.
     check = (
-        "import os; from cryptography.fernet import Fernet, InvalidToken; from airflow_stack import metadb\n"
+        "import os; from cryptography.fernet import Fernet, InvalidToken; from airflow_stack.core import metadb\n"
         "conn = metadb.connect(os.environ); cur = conn.cursor()\n"
         "cur.execute(\"SELECT password FROM connection WHERE conn_id = 'rotation_probe'\")\n"
         "token = cur.fetchone()[0].encode()\n"
