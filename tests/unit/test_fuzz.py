@@ -100,7 +100,7 @@ def assert_contained(workdir: Path, release: Path) -> None:
             path = Path(folder, name)
             resolved = Path(os.path.realpath(path))
             assert resolved == root or root in resolved.parents, f"{path} leads to {resolved}"
-            if path.is_file() and not path.is_symlink():
+            if not path.is_symlink() and path.is_file():
                 files += 1
                 size += path.stat().st_size
                 assert path.stat().st_mode & 0o7022 == 0, oct(path.stat().st_mode)

@@ -371,3 +371,11 @@ def test_publish_still_round_trips_through_the_bounded_source(tmp_path, httpserv
         httpserver.expect_request(f"/dags/{path.name}").respond_with_data(path.read_bytes())
     ok, decision = make_sync(tmp_path, httpserver.url_for("/dags/LATEST")).poll()
     assert ok and "activated dags-3.0.0" in decision and "checksum verified" in decision, decision
+
+
+def test_a_link_target_with_an_overlong_part_is_refused(tmp_path):
+    """Found by the fuzzer: such a link cannot resolve, and stat on it fails with ENAMETOOLONG."""
+    path = tmp_path / "a.zip"
+    path.write_bytes(zip_with([(zipfile.ZipInfo("dags"), b""), (symlink_info("a"), b"x" * 300)]))
+    with pytest.raises(UnsafeArchive, match="has a target longer than"):
+        extract(path, "zip", tmp_path / "out", LIMITS)

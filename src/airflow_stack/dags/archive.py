@@ -67,6 +67,10 @@ def archive_format(name: str) -> str:
     raise UnsafeArchive(f"{name!r} is not a .tar.gz, .tgz or .zip archive")
 
 
+def _too_long(part: str) -> bool:
+    return len(part.encode("utf-8", "surrogateescape")) > MAX_PART
+
+
 def _short(name: str) -> str:
     return repr(name) if len(name) <= 200 else f"{name[:200]!r}... ({len(name)} characters)"
 
@@ -74,7 +78,7 @@ def _short(name: str) -> str:
 def _normalise(name: str) -> str:
     if len(name) > MAX_NAME:
         raise UnsafeArchive(f"entry {_short(name)} has a name longer than {MAX_NAME} characters")
-    if any(len(part.encode("utf-8", "surrogateescape")) > MAX_PART for part in name.split("/")):
+    if any(_too_long(part) for part in name.split("/")):
         raise UnsafeArchive(f"entry {_short(name)} has a path part longer than {MAX_PART} bytes")
     if "\x00" in name:
         raise UnsafeArchive(f"entry {name!r} has a NUL byte in its name")
@@ -89,7 +93,11 @@ def _normalise(name: str) -> str:
 def _link_target(member: str, target: str, *, relative_to_member: bool) -> str:
     """The link's target as a path inside the release, or UnsafeArchive when it escapes."""
     if not target or target.startswith("/"):
-        raise UnsafeArchive(f"link {member!r} points at {target!r}, outside the release")
+        raise UnsafeArchive(f"link {_short(member)} points at {_short(target)}, outside the release")
+    if len(target) > MAX_NAME or any(_too_long(part) for part in target.split("/")):
+        raise UnsafeArchive(
+            f"link {_short(member)} has a target longer than {MAX_NAME} characters or {MAX_PART} bytes a part"
+        )
     base = posixpath.dirname(member) if relative_to_member else ""
     resolved = posixpath.normpath(posixpath.join(base, target))
     if resolved == ".." or resolved.startswith("../") or resolved == ".":
