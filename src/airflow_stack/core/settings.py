@@ -48,12 +48,18 @@ def _text(raw: str) -> str:
     return raw
 
 
-def _number(cast: Callable[[str], Any], minimum: float | None, maximum: float | None) -> Callable[[str], Any]:
+def _number(
+    cast: Callable[[str], Any], minimum: float | None, maximum: float | None, *, above: float | None = None
+) -> Callable[[str], Any]:
     def parse(raw: str) -> Any:
         try:
             value = cast(raw.strip())
         except ValueError:
             raise ValueError("is not a number") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("is not a finite number")
+        if above is not None and value <= above:
+            raise ValueError(f"is not above {above:g}")
         if minimum is not None and value < minimum:
             raise ValueError(f"is below {minimum:g}")
         if maximum is not None and value > maximum:
@@ -74,12 +80,12 @@ def whole(minimum: int = 1, maximum: int | None = None) -> Kind:
     return Kind(f"a whole number {limits}", _number(_whole, minimum, maximum))
 
 
-def seconds(minimum: float = 0.001) -> Kind:
-    return Kind("a number of seconds above 0", _number(float, minimum, None))
+def seconds() -> Kind:
+    return Kind("a number of seconds above 0", _number(float, None, None, above=0))
 
 
 def positive_number(unit: str) -> Kind:
-    return Kind(f"a number of {unit} above 0", _number(float, 0.001, None))
+    return Kind(f"a number of {unit} above 0", _number(float, None, None, above=0))
 
 
 def _boolean(raw: str) -> bool:
