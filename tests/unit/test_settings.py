@@ -255,7 +255,9 @@ def test_a_bad_dag_sync_interval_makes_the_probe_unhealthy_not_a_traceback(capsy
     assert capsys.readouterr().err.startswith("unhealthy: AIRFLOW_STACK_DAG_SYNC_INTERVAL='5s' is not a number")
 
 
-@pytest.mark.parametrize(("raw", "problem"), [("0", "is not above 0"), ("-1", "is not above 0"), ("nan", "finite"), ("inf", "finite")])
+@pytest.mark.parametrize(
+    ("raw", "problem"), [("0", "is not above 0"), ("-1", "is not above 0"), ("nan", "finite"), ("inf", "finite")]
+)
 def test_a_duration_must_be_a_finite_number_above_zero(raw, problem):
     with pytest.raises(StackError, match=problem):
         settings.WAIT_TIMEOUT.read({"AIRFLOW_STACK_WAIT_TIMEOUT": raw})
