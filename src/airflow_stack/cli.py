@@ -41,8 +41,6 @@ def exec_command(argv: list[str]) -> None:
 def run(name: str, extra: list[str], env: MutableMapping[str, str]) -> int:
     """Preflight, then the component's in-process job or its command (exec)."""
     component = components.get(name)
-    if os.geteuid() == 0 and not component.switches_uid and (uid := settings.RUN_AS_UID.read(env)):
-        privileges.drop(uid, keep_switch=False)
     preflight.run(component, env)
     if component.job:
         module, _, function = component.job.partition(":")
@@ -145,6 +143,21 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def drop_root(env: MutableMapping[str, str], *, keep_switch: bool) -> None:
+    """Started as root with AIRFLOW_STACK_RUN_AS_UID set (dag-sync), turn into that uid. Only
+    dag-sync's service keeps the switch its validation sandbox needs (core.privileges)."""
+    if os.geteuid() == 0 and (uid := settings.RUN_AS_UID.read(env)):
+        privileges.drop(uid, keep_switch=keep_switch)
+        log(f"running as uid {uid}" + (" (DAG validation runs as its own uid)" if keep_switch else ""))
+
+
+def keeps_switch(args: argparse.Namespace) -> bool:
+    """Whether the command runs a component that starts processes as another uid."""
+    if args.handler is cmd_run:
+        return components.get(args.component).switches_uid
+    return args.handler is cmd_dag_sync and args.action is None
+
+
 def prepare_environment(env: MutableMapping[str, str]) -> None:
     """What every command needs first: `*_FILE` twins, passwords in URLs, derived Airflow options."""
     settings.check_known(env)
@@ -162,17 +175,18 @@ def main(argv: list[str] | None = None, env: MutableMapping[str, str] | None = N
     try:
         if argv and argv[0] not in known:
             prepare_environment(env)
+            drop_root(env, keep_switch=False)
             exec_command(["airflow", *argv])
             return 0
         args = top.parse_args(argv)
-        # `run` and dag-sync's service drop root themselves (dag-sync keeps a switch for its sandbox).
-        keeps_root = args.handler is cmd_run or (args.handler is cmd_dag_sync and args.action is None)
-        if os.geteuid() == 0 and not keeps_root and (uid := settings.RUN_AS_UID.read(env)):
-            privileges.drop(uid, keep_switch=False)
         if args.handler is None:  # `settings`: shows bad values instead of refusing them
-            print(settings.table(env, frozenset(settings.resolve_file_twins(env))))
+            from_files = frozenset(settings.resolve_file_twins(env))
+            drop_root(env, keep_switch=False)
+            print(settings.table(env, from_files))
             return 0
+        # Secret files are read first, as docker-library's entrypoints read them before dropping root.
         prepare_environment(env)
+        drop_root(env, keep_switch=keeps_switch(args))
         return args.handler(args, env)
     except StackError as exc:
         print(exc.render(), file=sys.stderr)

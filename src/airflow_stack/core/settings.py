@@ -384,6 +384,14 @@ FLOWER_PASSWORD = _declare(
     secret=True,
 )
 
+RUN_AS_UID = _declare(
+    "AIRFLOW_STACK_RUN_AS_UID",
+    _STARTUP,
+    "Set where a container starts as root (dag-sync, so that validation can run as its own uid): the "
+    "entrypoint reads the `*_FILE` secrets, then turns into this uid, group 0, before the command runs.",
+    whole(1, 2**31 - 2),
+)
+
 _ADMIN = "The admin user (db-migrate)"
 ADMIN_USERNAME = _declare(
     "AIRFLOW_ADMIN_USERNAME", _ADMIN, "The UI admin user that `db-migrate` creates if missing; unset: none."
@@ -506,13 +514,6 @@ DAG_VALIDATE_MEMORY_MB = _declare(
     "Memory the validation's DAG code may take, beyond what importing Airflow took.",
     positive_number("MB"),
     1024.0,
-)
-RUN_AS_UID = _declare(
-    "AIRFLOW_STACK_RUN_AS_UID",
-    _DAGS,
-    "Set where a container starts as root (dag-sync, so that validation can run as its own uid): the "
-    "entrypoint turns into this uid, group 0, before anything else.",
-    whole(1, 2**31 - 2),
 )
 DAG_REQUIRE_CHECKSUM = _declare(
     "AIRFLOW_STACK_DAG_REQUIRE_CHECKSUM",
@@ -647,11 +648,6 @@ def check_known(env: Mapping[str, str]) -> None:
 def is_provided(setting: Setting, env: Mapping[str, str]) -> bool:
     """True when the setting has a value in any form Airflow will resolve."""
     return any(env.get(setting.name + suffix) for suffix in ("", "_CMD", "_SECRET"))
-
-
-def value(setting: Setting, env: Mapping[str, str]) -> str | None:
-    """The plain text, or None when absent or given only as `_CMD` / `_SECRET`."""
-    return setting.raw(env)
 
 
 # The variable holding a password, and the URL settings (and schemes) it completes.

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from airflow_stack.core import privileges, settings
+from airflow_stack.core import settings
 from airflow_stack.core.errors import StackError, log
 from airflow_stack.dags import archive, dagsource, dagvalidate
 from airflow_stack.dags.releases import DEFAULT_RELEASES_DIR, RELEASES_DIR_SETTING, Status, Store, now_iso, store_of
@@ -112,31 +112,26 @@ _FIELDS = {
 def make_source(cfg: DagSyncSettings) -> dagsource.Source:
     location = cfg.source
     max_bytes = int(cfg.max_archive_mb * MB)
+    # The registry admits http://, https:// and s3:// URLs only.
     if location.startswith("s3://"):
         if not location[5:].partition("/")[2]:
             raise StackError(
-                f"AIRFLOW_STACK_DAG_SOURCE={location!r} names a bucket but no key",
-                setting="AIRFLOW_STACK_DAG_SOURCE",
+                f"{settings.DAG_SOURCE.name}={location!r} names a bucket but no key",
+                setting=settings.DAG_SOURCE.name,
                 fix="write it as s3://BUCKET/path/LATEST or .../dags.tar.gz",
             )
         return dagsource.S3Source(
             location, endpoint_url=cfg.s3_endpoint_url, timeout=cfg.source_timeout, max_bytes=max_bytes
         )
-    if location.startswith(("http://", "https://")):
-        return dagsource.HttpSource(
-            location,
-            token=cfg.source_token,
-            username=cfg.source_username,
-            password=cfg.source_password,
-            timeout=cfg.source_timeout,
-            max_bytes=max_bytes,
-            ca_bundle=str(cfg.source_ca_bundle) if cfg.source_ca_bundle else None,
-            allowed_origins=cfg.source_allowed_origins,
-        )
-    raise StackError(
-        f"AIRFLOW_STACK_DAG_SOURCE={location!r} is neither an http(s):// nor an s3:// URL",
-        setting="AIRFLOW_STACK_DAG_SOURCE",
-        fix="point it at an artifact (…/dags.tar.gz) or a version pointer (…/LATEST) over HTTP(S) or S3",
+    return dagsource.HttpSource(
+        location,
+        token=cfg.source_token,
+        username=cfg.source_username,
+        password=cfg.source_password,
+        timeout=cfg.source_timeout,
+        max_bytes=max_bytes,
+        ca_bundle=str(cfg.source_ca_bundle) if cfg.source_ca_bundle else None,
+        allowed_origins=cfg.source_allowed_origins,
     )
 
 
@@ -327,9 +322,6 @@ def serve(env: Mapping[str, str], once: bool = False) -> int:
     # SIGTERM ends the service between or during polls; staging is cleaned by `finally`
     # blocks and again at the next start, and the switch itself is one rename.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    if os.geteuid() == 0 and (uid := settings.RUN_AS_UID.read(env)):
-        privileges.drop(uid, keep_switch=True)
-        log(f"dag-sync: running as uid {uid}; DAG code is validated as uid {settings.DAG_VALIDATE_UID.read(env)}")
     sync = build(env)
     with sync.store.lock():
         sync.store.prepare()

@@ -36,6 +36,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from airflow_stack.core import privileges, settings
+from airflow_stack.core.errors import StackError, docs
 from airflow_stack.dags.releases import BUNDLE_NAME
 
 MAX_RESULT_BYTES = 4 * 1024 * 1024
@@ -69,10 +70,14 @@ class Validator:
         python: str = sys.executable,
     ):
         if not privileges.can_switch():
-            raise settings_error()
+            raise StackError(
+                "dag-sync cannot run DAG code as a uid of its own to validate a release: it did not start as root",
+                setting=settings.DAG_VALIDATE.name,
+                fix="start dag-sync as root with only CAP_SETUID and CAP_SETGID and AIRFLOW_STACK_RUN_AS_UID set "
+                f"(docker-compose.yml and the ECS task do; {docs('dag-deployment.md#validation-in-a-sandbox')}), "
+                f"or set {settings.DAG_VALIDATE.name}=false",
+            )
         if uid in os.getresuid():
-            from airflow_stack.core.errors import StackError
-
             raise StackError(
                 f"{settings.DAG_VALIDATE_UID.name}={uid} is dag-sync's own uid: DAG code would run with its powers",
                 setting=settings.DAG_VALIDATE_UID.name,
@@ -83,8 +88,7 @@ class Validator:
         self.memory_mb = memory_mb
         self.env = sandbox_environment(os.environ if env is None else env)
         self.python = python
-        self._next: subprocess.Popen | None = None
-        self._next = self._start()
+        self._next: subprocess.Popen | None = self._start()
 
     def _start(self) -> subprocess.Popen:
         uid = self.uid
@@ -132,18 +136,6 @@ class Validator:
         if self._next:
             self._next.wait(10)
             self._next = None
-
-
-def settings_error():
-    from airflow_stack.core.errors import StackError, docs
-
-    return StackError(
-        "dag-sync cannot run DAG code as a uid of its own to validate a release: it did not start as root",
-        setting=settings.DAG_VALIDATE.name,
-        fix="start dag-sync as root with only CAP_SETUID and CAP_SETGID and AIRFLOW_STACK_RUN_AS_UID set "
-        f"(docker-compose.yml and the ECS task do; {docs('dag-deployment.md#validation-in-a-sandbox')}), "
-        f"or set {settings.DAG_VALIDATE.name}=false",
-    )
 
 
 def _read_line(fd: int, deadline: float) -> bytes | None:

@@ -43,10 +43,9 @@ def parse(url: str) -> tuple[str, str]:
 def configure(env: MutableMapping[str, str]) -> None:
     """Turn remote logging on when AIRFLOW_STACK_LOGS_S3_URL is set."""
     drop_empty_aws_variables(env)
-    url = settings.LOGS_S3_URL.read(env)
+    url = settings.LOGS_S3_URL.read(env)  # an s3:// URL, or a refusal naming the setting
     if not url:
         return
-    parse(url)
     for setting, value in (
         (settings.REMOTE_LOGGING, "True"),
         (settings.REMOTE_BASE_LOG_FOLDER, url.rstrip("/")),
