@@ -58,29 +58,6 @@ def test_unsafe_version_names_are_refused(bad: str):
         check_version(bad)
 
 
-def test_configure_airflow_uses_the_release_bundle_only_when_asked():
-    env: dict[str, str] = {}
-    releases.configure_airflow(env)
-    assert env == {}
-    env = {"AIRFLOW_STACK_DAG_RELEASES_DIR": "/opt/airflow/dag-releases"}
-    releases.configure_airflow(env)
-    bundle = json.loads(env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"])
-    assert bundle == [
-        {
-            "name": "dags-folder",
-            "classpath": "airflow_stack.dags.dagbundle.ReleaseDagBundle",
-            "kwargs": {"releases_dir": "/opt/airflow/dag-releases", "refresh_interval": 2},
-        }
-    ]
-    assert env["AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL"] == "2"
-    assert env["AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL"] == "0"
-    explicit = {"AIRFLOW_STACK_DAG_RELEASES_DIR": "/x", "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": "[]"}
-    releases.configure_airflow(explicit)
-    assert explicit["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] == "[]"
-    with pytest.raises(StackError, match="AIRFLOW_STACK_DAG_REFRESH_INTERVAL"):
-        releases.configure_airflow({"AIRFLOW_STACK_DAG_RELEASES_DIR": "/x", "AIRFLOW_STACK_DAG_REFRESH_INTERVAL": "0"})
-
-
 def test_dag_sync_health_is_the_age_of_the_last_poll(tmp_path: Path, monkeypatch):
     store = store_with(tmp_path)
     env = {"AIRFLOW_STACK_DAG_RELEASES_DIR": str(store.root)}

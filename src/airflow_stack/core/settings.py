@@ -320,17 +320,23 @@ DAG_BUNDLE_CONFIG_LIST = _declare(
     "Airflow's DAG bundles.",
     set_by_stack="the release store's bundle when AIRFLOW_STACK_DAG_RELEASES_DIR is set",
 )
+DAG_FOLDER_REFRESH_INTERVAL = _declare(
+    "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL",
+    _SET,
+    "Seconds between two listings of the DAG folder for new files (Airflow: 300).",
+    set_by_stack="AIRFLOW_STACK_DAG_REFRESH_INTERVAL when DAGs come from the folder",
+)
 BUNDLE_REFRESH_CHECK_INTERVAL = _declare(
     "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL",
     _SET,
-    "How often the dag-processor checks bundles.",
-    set_by_stack="AIRFLOW_STACK_DAG_REFRESH_INTERVAL when AIRFLOW_STACK_DAG_RELEASES_DIR is set",
+    "How often the dag-processor checks bundles (Airflow: 5).",
+    set_by_stack="AIRFLOW_STACK_DAG_REFRESH_INTERVAL",
 )
 MIN_SERIALIZED_DAG_UPDATE_INTERVAL = _declare(
     "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL",
     _SET,
     "Minimum seconds between two writes of a changed serialized DAG (Airflow: 30).",
-    set_by_stack="`0` when AIRFLOW_STACK_DAG_RELEASES_DIR is set, so a new release's DAGs are written at once",
+    set_by_stack="`0`, so a changed DAG or a new release is written at once",
 )
 
 # Start-up of every component.
@@ -476,7 +482,8 @@ DAG_RELEASES_DIR = _declare(
 DAG_REFRESH_INTERVAL = _declare(
     "AIRFLOW_STACK_DAG_REFRESH_INTERVAL",
     _DAGS,
-    "Seconds between two checks of the release store for a new release by the dag-processor.",
+    "Seconds between two checks by the dag-processor for new DAG files in the DAG folder, or for a new "
+    "release in the release store (Airflow checks its folder every 300 s).",
     whole(),
     2,
 )

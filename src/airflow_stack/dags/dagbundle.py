@@ -1,6 +1,6 @@
 """The Airflow DAG bundle that serves releases written by dag-sync (a versioned bundle).
 
-Configured by the entrypoint when AIRFLOW_STACK_DAG_RELEASES_DIR is set (releases.configure_airflow).
+Configured by the entrypoint when AIRFLOW_STACK_DAG_RELEASES_DIR is set (dags.parsing).
 
 - The dag-processor (no version asked): every refresh (AIRFLOW_STACK_DAG_REFRESH_INTERVAL,
   2 s by default; one readlink) reads which release `current` points at and keeps that

@@ -12,8 +12,7 @@ Layout under AIRFLOW_STACK_DAG_RELEASES_DIR (a compose volume locally, EFS on AW
     .lock                        flock held by whoever changes the store (the service, rollback)
 
 Standard library only: the Airflow DAG bundle (dagbundle) and host tools read it too.
-`configure_airflow` points an Airflow component at the store when
-AIRFLOW_STACK_DAG_RELEASES_DIR is set; otherwise the mounted DAG folder is used as usual.
+`dags.parsing` points an Airflow component at the store when AIRFLOW_STACK_DAG_RELEASES_DIR is set.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -242,33 +241,3 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def configure_airflow(env: MutableMapping[str, str]) -> None:
-    """Use the release store as the `dags-folder` bundle when AIRFLOW_STACK_DAG_RELEASES_DIR is
-    set. The bundle is refreshed every AIRFLOW_STACK_DAG_REFRESH_INTERVAL s (default 2; a
-    readlink and one small DB update), so a new release is parsed seconds after its switch, and
-    its serialized DAGs are written at once. Explicit AIRFLOW__* settings still win."""
-    root = settings.DAG_RELEASES_DIR.read(env)
-    if not root:
-        return
-    refresh = settings.DAG_REFRESH_INTERVAL.read(env)
-    bundle = {
-        "name": BUNDLE_NAME,
-        "classpath": "airflow_stack.dags.dagbundle.ReleaseDagBundle",
-        "kwargs": {"releases_dir": str(root), "refresh_interval": refresh},
-    }
-    _default(env, settings.DAG_BUNDLE_CONFIG_LIST, json.dumps([bundle]))
-    _default(env, settings.BUNDLE_REFRESH_CHECK_INTERVAL, str(refresh))
-    # Airflow skips writing a changed serialized DAG within 30 s of its last write, while it
-    # already records the new bundle version on the DAG: a release published within 30 s of the
-    # previous one would wait for the next parse, and a run created meanwhile would pair the old
-    # DAG structure with the new code. Files are still parsed at most every
-    # min_file_process_interval (30 s), so this does not raise the write rate of steady DAGs.
-    _default(env, settings.MIN_SERIALIZED_DAG_UPDATE_INTERVAL, "0")
-
-
-def _default(env: MutableMapping[str, str], setting: settings.Setting, value: str) -> None:
-    """Set an Airflow option the stack derives, unless it is given (an empty value counts as unset)."""
-    if not setting.raw(env):
-        env[setting.name] = value
