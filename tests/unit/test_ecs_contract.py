@@ -53,8 +53,21 @@ COMPOSE_ONLY_EVERYWHERE = {
     "AUTOSCALE_KEEPALIVE": "Celery's keep-alive of an autoscaled pool; ECS workers have a fixed pool",
     "AIRFLOW_STACK_SERVE_LOGS": "a knob for a shared logs folder, which ECS has not (on by default in compose)",
 }
+# Airflow options every compose Airflow container reads from config/airflow-defaults.env, which
+# dag-sync (it only imports DAG files) does not need on ECS.
+DEFAULTS_DAG_SYNC_IGNORES = (
+    "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION",
+    "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT",
+    "AIRFLOW__CORE__DEFAULT_TASK_RETRIES",
+    "AIRFLOW__WORKERS__EXECUTION_API_RETRIES",
+    "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN",
+    "AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS",
+    "AIRFLOW__DAG_PROCESSOR__STALE_BUNDLE_CLEANUP_INTERVAL",
+)
 # In compose only, for one component, and why.
 COMPOSE_ONLY = {
+    "dag-sync": dict.fromkeys(DEFAULTS_DAG_SYNC_IGNORES, "compose's shared option files; dag-sync only imports DAGs"),
     "worker": {
         settings.SQL_ALCHEMY_CONN.name: "ECS workers hold no database credentials: their result backend is Redis",
     },
@@ -114,10 +127,20 @@ def compose_value(raw: object) -> str | None:
     return None if _REQUIRED.search(text) else text
 
 
+def env_file_values(path: Path) -> dict[str, str]:
+    lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
 def compose_settings(service: str) -> dict[str, str | None]:
-    """Settings compose sets for the service; knobs left empty by default are not set."""
-    environment = COMPOSE[service].get("environment", {})
-    return {k: compose_value(v) for k, v in environment.items() if compose_value(v) != ""}
+    """Settings compose sets for the service (its env files first, as compose reads them; the
+    user's optional file is empty here); knobs left empty by default are not set."""
+    values: dict[str, object] = {}
+    for entry in COMPOSE[service].get("env_file", []):
+        if entry.get("required", True):
+            values.update(env_file_values(ROOT / entry["path"]))
+    values.update(COMPOSE[service].get("environment", {}))
+    return {k: compose_value(v) for k, v in values.items() if compose_value(v) != ""}
 
 
 def ecs_container(service: str) -> dict:
