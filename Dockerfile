@@ -10,6 +10,12 @@ ARG PYTHON_BASE_IMAGE=python:3.13-slim-trixie
 # checkov:skip=CKV_DOCKER_2: one image runs every component; compose and ECS set each component's probe (`airflow-stack healthcheck COMPONENT`).
 
 # ---------------------------------------------------------------------------------------
+# Your requirements.txt and packages.txt (docs/dag-authoring.md). `make build` passes other
+# files with --build-context user-deps=DIR (REQUIREMENTS_DIR).
+FROM scratch AS user-deps
+COPY requirements.txt packages.txt /
+
+# ---------------------------------------------------------------------------------------
 FROM ${PYTHON_BASE_IMAGE} AS build
 
 ARG UV_VERSION=0.13.9
@@ -36,13 +42,23 @@ COPY pyproject.toml uv.lock ./
 RUN --mount=type=secret,id=ca --mount=type=cache,target=/root/.cache/uv \
     with-ca /opt/uv/bin/uv sync --frozen --no-dev --extra airflow --no-install-project
 
+# Your requirements, held to the versions just installed from the lock; rebuilt only when
+# requirements.txt (or this step's script) changes.
+COPY src/airflow_stack/image/userdeps.py /usr/local/lib/airflow-stack/userdeps.py
+COPY --from=user-deps /requirements.txt /src/user-deps/requirements.txt
+RUN --mount=type=secret,id=ca --mount=type=cache,target=/root/.cache/uv \
+    with-ca /opt/airflow/venv/bin/python /usr/local/lib/airflow-stack/userdeps.py \
+      requirements /src/user-deps/requirements.txt --uv /opt/uv/bin/uv
+
 COPY README.md ./
 COPY src ./src
+# --inexact: keep your packages, which the lock does not list.
 RUN --mount=type=secret,id=ca --mount=type=cache,target=/root/.cache/uv \
-    with-ca /opt/uv/bin/uv sync --frozen --no-dev --extra airflow --no-editable
+    with-ca /opt/uv/bin/uv sync --frozen --no-dev --extra airflow --no-editable --inexact \
+ && /opt/uv/bin/uv export --frozen --only-group dag-tests --no-hashes --no-emit-project -o /opt/dag-tests.txt
 
 # ---------------------------------------------------------------------------------------
-FROM ${PYTHON_BASE_IMAGE}
+FROM ${PYTHON_BASE_IMAGE} AS runtime
 
 # tini as PID 1 forwards SIGTERM to the component only (not to its process group), so the
 # Celery main process does a warm shutdown: it stops taking tasks and waits for running
@@ -50,6 +66,17 @@ FROM ${PYTHON_BASE_IMAGE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tini \
  && rm -rf /var/lib/apt/lists/*
+
+# Your Debian packages; rebuilt only when packages.txt changes.
+COPY --from=user-deps /packages.txt /tmp/packages.txt
+RUN --mount=type=bind,from=build,source=/usr/local/lib/airflow-stack,target=/opt/userdeps \
+    packages="$(python3 /opt/userdeps/userdeps.py packages /tmp/packages.txt)" \
+ && if [ -n "$packages" ]; then \
+      apt-get update \
+      && apt-get install -y --no-install-recommends $packages \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi \
+ && rm /tmp/packages.txt
 
 ENV AIRFLOW_HOME=/opt/airflow \
     HOME=/home/airflow \
@@ -76,14 +103,31 @@ EXPOSE 8080 5555 8793 8974
 ENTRYPOINT ["/usr/bin/tini", "--", "airflow-stack"]
 CMD ["--help"]
 
+# ---------------------------------------------------------------------------------------
+# `make dags-test`: the production image plus pytest (from the lock's dag-tests group), for
+# your DAG repository's tests. Never pushed: the production image below has no test tools.
+FROM runtime AS dag-tests
+USER 0
+RUN --mount=type=secret,id=ca --mount=type=cache,target=/root/.cache/uv \
+    --mount=type=bind,from=build,source=/opt/uv,target=/opt/uv \
+    --mount=type=bind,from=build,source=/usr/local/bin/with-ca,target=/usr/local/bin/with-ca \
+    --mount=type=bind,from=build,source=/opt/dag-tests.txt,target=/tmp/dag-tests.txt \
+    with-ca /opt/uv/bin/uv pip install --python /opt/airflow/venv/bin/python -r /tmp/dag-tests.txt
+USER 50000
+
+# ---------------------------------------------------------------------------------------
+FROM runtime
+
 # Last, so that a new commit changes only the image's metadata, not a cached layer.
 ARG VERSION=dev
 ARG REVISION=unknown
 ARG CREATED=1970-01-01T00:00:00Z
+# The Airflow version is pinned in pyproject.toml only; `make build` reads it from uv.lock.
+ARG AIRFLOW_VERSION=unknown
 LABEL org.opencontainers.image.title="airflow-stack" \
-      org.opencontainers.image.description="Apache Airflow 3.3.2 on the CeleryExecutor: one image for every component" \
+      org.opencontainers.image.description="Apache Airflow ${AIRFLOW_VERSION} on the CeleryExecutor: one image for every component" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      io.airflow-stack.airflow-version="3.3.2"
+      io.airflow-stack.airflow-version="${AIRFLOW_VERSION}"

@@ -1,0 +1,1 @@
+"""What the image build runs before the package exists: your requirements.txt and packages.txt."""
