@@ -19,13 +19,17 @@ the picture). A unit test keeps this map complete.
       db_migrate             record fingerprints, migrate the metadata DB, create the admin user
       bootstrap              connections, variables and pools from a file
       rotation               the in-image steps of `make rotate-fernet-key`
-    dags/                    DAG deployment
+      upgrade_check          `make upgrade-check`'s in-image step: migrate a database copy, then dags-check
+    dags/                    DAG deployment and DAG authors' checks
+      dagcheck               `make dags-check`: import a DAG folder; import errors, duplicates, empty DAGs, parse times
+      dagtest                `make dags-test`: the DAG repository's pytest suite with a throwaway database
       dagsync                the dag-sync component: poll, verify, extract, validate, switch; rollback
       dagsource              where artifacts come from: HTTP(S) or S3, conditional requests, checksums
       archive                safe extraction of tar.gz and zip artifacts, with limits
       dagvalidate            import a release's DAGs in a sandbox (own uid, no credentials) before it goes live
       releases               the release store on shared storage and its atomic switch
       dagbundle              the versioned Airflow DAG bundle that reads the release store
+      parsing                where the dag-processor finds DAGs (folder or releases) and how soon
     worker/                  inside the Celery worker
       celeryconfig           Airflow's Celery config plus this package's worker hooks
       celery_hooks           what the worker imports at start: protection and warm-up
@@ -38,11 +42,15 @@ the picture). A unit test keeps this map complete.
     apiserver/               inside the api-server
       plugin                 the Airflow plugin: mounts the fingerprint endpoint
       fingerprint_api        GET /airflow-stack/fingerprints for workers
+    image/                   run by the image build before the package exists; standard library only
+      userdeps               your requirements.txt (held to the lock) and packages.txt
     host/                    run on the host as `PYTHONPATH=src python3 -m ...`; standard library only
       envfile                `make secrets`: .env with generated secrets, and the rotation's .env edits
       stackwait              `make up`: wait until every compose service is ready
       dagpublish             `make dag-artifact`: publish a DAG folder as a versioned artifact
       awsdeploy              `make -C deploy/aws`: stack parameters and the fernet key secret
+      overrides              `make up`: your Airflow options (config/airflow.env) reach every Airflow container
+      database               `make db-backup`, `db-restore`, `upgrade-check`: the metadata database from the host
 """
 
 __version__ = "0.1.0"

@@ -5,14 +5,18 @@
     airflow-stack components                list the components
     airflow-stack settings                  list every setting with its current value (secrets masked)
     airflow-stack bootstrap                 apply the connections/variables/pools file (= run bootstrap)
+    airflow-stack bootstrap export [--include-secrets]   the database's objects in that file's format
     airflow-stack rotate-fernet-key STEP    record | reencrypt (used by make rotate-fernet-key)
     airflow-stack dag-sync [--once | status | rollback [VERSION] | resume]
     airflow-stack monitor [--once]          one sample with --once; else = run monitor
     airflow-stack groom-logs [--once]       one pass with --once; else = run log-groomer
+    airflow-stack dags-check [FOLDER]       import every DAG of FOLDER; fail on errors (make dags-check)
+    airflow-stack dags-test [FOLDER] [ARGS] your DAG tests with pytest (make dags-test, dag-tests image)
+    airflow-stack upgrade-check --database NAME   migrate a copy of the database, then dags-check
     airflow-stack ARGS...                   anything else: exec `airflow ARGS...`
 
 Before any command, `*_FILE` twins are read, passwords put into their URLs, and the Airflow
-options the stack derives are set (S3 task logs, the DAG release bundle); an unknown
+options the stack derives are set (S3 task logs, the DAG folder's refresh or the release bundle); an unknown
 `AIRFLOW_STACK_*` variable is refused. Unknown flags are refused with the usage.
 """
 
@@ -23,11 +27,12 @@ import importlib
 import os
 import sys
 from collections.abc import MutableMapping
+from pathlib import Path
 
 from airflow_stack.checks import healthcheck, preflight
 from airflow_stack.core import components, privileges, settings
 from airflow_stack.core.errors import StackError, log
-from airflow_stack.dags import releases
+from airflow_stack.dags import parsing, releases
 from airflow_stack.ops import s3logs
 
 
@@ -70,7 +75,35 @@ def cmd_components(args: argparse.Namespace, env: MutableMapping[str, str]) -> i
 
 
 def cmd_bootstrap(args: argparse.Namespace, env: MutableMapping[str, str]) -> int:
+    if args.action == "export":
+        from airflow_stack.jobs import bootstrap
+
+        # The file goes to the original stdout; whatever Airflow logs while loading goes to stderr.
+        sys.stdout.flush()
+        out = os.fdopen(os.dup(1), "w")
+        os.dup2(2, 1)
+        with out:
+            out.write(bootstrap.export(include_secrets=args.include_secrets))
+        return 0
     return run("bootstrap", [], env)
+
+
+def cmd_dags_check(args: argparse.Namespace, env: MutableMapping[str, str]) -> int:
+    from airflow_stack.dags import dagcheck
+
+    return dagcheck.main(args.folder)
+
+
+def cmd_upgrade_check(args: argparse.Namespace, env: MutableMapping[str, str]) -> int:
+    from airflow_stack.jobs import upgrade_check
+
+    return upgrade_check.main(args.database, env)
+
+
+def cmd_dags_test(args: argparse.Namespace, env: MutableMapping[str, str]) -> int:
+    from airflow_stack.dags import dagtest
+
+    return dagtest.main(args.folder, args.pytest_args, env)
 
 
 def cmd_rotate_fernet_key(args: argparse.Namespace, env: MutableMapping[str, str]) -> int:
@@ -125,7 +158,19 @@ def parser() -> argparse.ArgumentParser:
     command("healthcheck", cmd_healthcheck, "the container health probe").add_argument("component", metavar="COMPONENT")
     command("components", cmd_components, "list the components")
     command("settings", None, "list every setting with its current value (secrets masked)")
-    command("bootstrap", cmd_bootstrap, "apply the connections, variables and pools file")
+    boot = command("bootstrap", cmd_bootstrap, "apply the connections, variables and pools file")
+    boot_actions = boot.add_subparsers(dest="action", metavar="ACTION")
+    export = boot_actions.add_parser("export", help="print the database's connections, variables and pools as a file")
+    export.add_argument(
+        "--include-secrets", action="store_true", help="write passwords and secret values in clear, not as ${...}"
+    )
+    check = command("dags-check", cmd_dags_check, "import every DAG of a folder and report problems")
+    check.add_argument("folder", nargs="?", type=Path, default=Path("/opt/airflow/dags"))
+    upgrade = command("upgrade-check", cmd_upgrade_check, "this image's migration and dags-check on a database copy")
+    upgrade.add_argument("--database", required=True, help="the copy's database name (make upgrade-check makes it)")
+    dag_tests = command("dags-test", cmd_dags_test, "run the DAG repository's tests with pytest")
+    dag_tests.add_argument("folder", nargs="?", type=Path, default=Path("/opt/airflow/dag-tests"))
+    dag_tests.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest")
     rotate = command("rotate-fernet-key", cmd_rotate_fernet_key, "the in-image steps of make rotate-fernet-key")
     rotate.add_argument("step", choices=["record", "reencrypt"])
     sync = command("dag-sync", cmd_dag_sync, "DAG releases: serve, one poll, status, rollback, resume")
@@ -164,7 +209,7 @@ def prepare_environment(env: MutableMapping[str, str]) -> None:
     settings.resolve_file_twins(env)
     settings.inject_passwords(env)
     s3logs.configure(env)
-    releases.configure_airflow(env)
+    parsing.configure_airflow(env)
 
 
 def main(argv: list[str] | None = None, env: MutableMapping[str, str] | None = None) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -66,10 +67,15 @@ class Stack:
         for source in [*(ROOT / "dags").glob("*.py"), *(ROOT / "tests" / "e2e" / "dags").glob("*.py")]:
             shutil.copy(source, dags / source.name)
             (dags / source.name).chmod(0o644)
+        # The suite's own Airflow options file (empty until a module writes it), never the
+        # checkout's config/airflow.env.
+        self.options_file = self.workdir / "airflow.env"
+        self.options_file.touch()
         with self.env_file.open("a") as handle:
             handle.write(
                 f"AIRFLOW_UI_PORT={UI_PORT}\nFLOWER_PORT={FLOWER_PORT}\n"
                 f"AIRFLOW_LOGS_DIR={self.logs_dir}\nAIRFLOW_DAGS_DIR={dags}\n"
+                f"AIRFLOW_ENV_FILE={self.options_file}\n"
             )
         envfile.prepare_dir(self.logs_dir, uid)
         self.reload_env()
@@ -139,6 +145,16 @@ class Stack:
             "stack did not become ready"
         )
         return time.monotonic() - started
+
+    def make(self, *targets: str, check: bool = True, timeout: float = 900, **variables: str):
+        """A Makefile target as a user runs it, pointed at this stack's compose project and .env."""
+        assigned = [f"{key}={value}" for key, value in variables.items()]
+        command = ["make", "--no-print-directory", "-C", str(ROOT), *targets, *assigned,
+                   f"COMPOSE={shlex.join(self.compose)}", f"ENV_FILE={self.env_file}"]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        if check and result.returncode != 0:
+            raise AssertionError(f"make {' '.join(targets)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}")
+        return result
 
     def logs(self, *services: str, tail: int = 200) -> str:
         return self.run("logs", "--no-color", "--tail", str(tail), *services, check=False).stdout

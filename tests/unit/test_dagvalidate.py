@@ -205,10 +205,10 @@ def test_a_syntax_error_is_reported_with_its_line():
         'Traceback (most recent call last):\n  File "/r/dags/a.py", line 3\n    def f(\n         ^\n'
         "SyntaxError: '(' was never closed\n"
     )
-    assert dagvalidate._last_line(error) == "SyntaxError: '(' was never closed (line 3)"
-    assert dagvalidate._last_line("'(' was never closed (a.py, line 3)") == "'(' was never closed (a.py, line 3)"
+    assert dagvalidate.last_line(error) == "SyntaxError: '(' was never closed (line 3)"
+    assert dagvalidate.last_line("'(' was never closed (a.py, line 3)") == "'(' was never closed (a.py, line 3)"
 
 
 @pytest.mark.parametrize(("error", "last"), [("a\n\n  b  \n", "b"), ("", "unknown error"), ("only", "only")])
 def test_the_last_meaningful_line_is_reported(error, last):
-    assert dagvalidate._last_line(error) == last
+    assert dagvalidate.last_line(error) == last

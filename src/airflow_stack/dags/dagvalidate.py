@@ -157,14 +157,14 @@ def _read_line(fd: int, deadline: float) -> bytes | None:
 def check(result: dict) -> list[str]:
     errors, dags = result.get("errors") or {}, result.get("dags") or []
     if errors:
-        details = "; ".join(f"{file}: {_last_line(error)}" for file, error in sorted(errors.items()))
+        details = "; ".join(f"{file}: {last_line(error)}" for file, error in sorted(errors.items()))
         raise ValidationFailed(f"{len(errors)} file(s) with import errors: {details}")
     if not dags:
         raise ValidationFailed("the release holds no DAG: activating it would deactivate every DAG")
     return dags
 
 
-def _last_line(error: str) -> str:
+def last_line(error: str) -> str:
     """The error's last line, with the line of the DAG file it points at (a SyntaxError's
     message alone does not say where)."""
     lines = [line.strip() for line in error.strip().splitlines() if line.strip()]

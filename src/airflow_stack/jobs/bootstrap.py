@@ -379,3 +379,93 @@ def run(env: Mapping[str, str] | None = None) -> None:
     for line in report.lines:
         log(f"bootstrap: {line}")
     log(f"bootstrap: {report.summary()}")
+
+
+# --- export: the database's objects in the file's format ---------------------------------
+
+
+def _hidden(name: str) -> bool:
+    """Whether Airflow masks a value under this name (its secrets masker's own rule)."""
+    try:
+        from airflow._shared.secrets_masker.secrets_masker import should_hide_value_for_key
+    except ImportError:  # pragma: no cover - outside the image
+        return bool(re.search(r"password|passwd|secret|token|api_?key|private_key|access_key|passphrase", name, re.I))
+    return bool(should_hide_value_for_key(name))
+
+
+def reference_name(*parts: str) -> str:
+    """An environment variable name for a secret value, e.g. MY_DB_PASSWORD."""
+    name = re.sub(r"[^A-Za-z0-9]+", "_", "_".join(parts)).strip("_").upper()
+    return name if re.match(r"[A-Z_]", name) else f"_{name}"
+
+
+def export_objects(include_secrets: bool = False) -> tuple[dict, list[str]]:
+    """({connections, variables, pools} as the file writes them, [referenced variable names])."""
+    from airflow.models import Connection, Pool, Variable
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    references: list[str] = []
+
+    def secret(value, *parts: str):
+        if include_secrets or value in (None, ""):
+            return literal(value, *parts)
+        name = reference_name(*parts)
+        references.append(name)
+        return f"${{{name}}}"
+
+    def literal(value, *parts: str):
+        if "${" in str(value):
+            log(f"bootstrap export: {' '.join(parts)} holds a literal ${{...}}, which bootstrap reads as a reference")
+        return value
+
+    connections, variables, pools = {}, {}, {}
+    with create_session() as session:
+        for conn in session.scalars(select(Connection).order_by(Connection.conn_id)):
+            entry = {
+                "conn_type": conn.conn_type,
+                "description": literal(conn.description, conn.conn_id, "description"),
+                "host": literal(conn.host, conn.conn_id, "host"),
+                "login": literal(conn.login, conn.conn_id, "login"),
+                "password": secret(conn.password, conn.conn_id, "password"),
+                "schema": literal(conn.schema, conn.conn_id, "schema"),
+                "port": conn.port,
+            }
+            extra = conn.extra_dejson if conn.extra else {}
+            if extra:
+                entry["extra"] = {
+                    key: (secret if _hidden(key) else literal)(value, conn.conn_id, key) for key, value in extra.items()
+                }
+            connections[conn.conn_id] = {key: value for key, value in entry.items() if value not in (None, "")}
+        for variable in session.scalars(select(Variable).order_by(Variable.key)):
+            value = variable.val
+            variables[variable.key] = (secret if _hidden(variable.key) else literal)(value, "variable", variable.key)
+        for pool in session.scalars(select(Pool).order_by(Pool.pool)):
+            entry = {"slots": pool.slots, "description": pool.description, "include_deferred": pool.include_deferred}
+            pools[pool.pool] = {key: value for key, value in entry.items() if value is not None}
+    return {"connections": connections, "variables": variables, "pools": pools}, references
+
+
+def export(include_secrets: bool = False) -> str:
+    """The file's text: what `bootstrap` would apply to recreate the database's objects."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        def ignore_aliases(self, data) -> bool:  # the loader refuses aliases
+            return True
+
+    data, references = export_objects(include_secrets)
+    header = [
+        "# Written by `airflow-stack bootstrap export` (make bootstrap-export): this database's",
+        "# connections, variables and pools in the bootstrap file's format (docs/connections.md).",
+    ]
+    if references:
+        header += [
+            "# Secret values are references: set these variables where bootstrap runs, or export with",
+            "# --include-secrets (INCLUDE_SECRETS=1) to write them in clear:",
+            *(f"#   {name}" for name in references),
+        ]
+    elif include_secrets:
+        header.append("# Secret values are written in clear: keep this file private.")
+    body = yaml.dump(data, Dumper=Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=120)
+    return "\n".join(header) + "\n" + body
