@@ -69,8 +69,8 @@ RUN apt-get update \
 
 # Your Debian packages; rebuilt only when packages.txt changes.
 COPY --from=user-deps /packages.txt /tmp/packages.txt
-RUN --mount=type=bind,from=build,source=/usr/local/lib/airflow-stack,target=/opt/userdeps \
-    packages="$(python3 /opt/userdeps/userdeps.py packages /tmp/packages.txt)" \
+RUN --mount=type=bind,source=src/airflow_stack/image/userdeps.py,target=/tmp/userdeps.py \
+    packages="$(python3 /tmp/userdeps.py packages /tmp/packages.txt)" \
  && if [ -n "$packages" ]; then \
       apt-get update \
       && apt-get install -y --no-install-recommends $packages \

@@ -8,7 +8,8 @@ in folder mode (AIRFLOW_DAGS_DIR, no dag-sync), then for each mode:
 
 Each sample writes a new file with a new DAG at a random moment and polls GET /dags/<id> every
 0.25 s until it answers 200. It also reads the dag-processor's CPU time over 60 idle seconds in
-each mode (what the faster refresh costs).
+each mode (what the faster refresh costs), with the same folder each time: SEED_FILES DAG files,
+the samples of the previous mode removed.
 
     uv run --project tools/bench --frozen python bench/dag_folder_latency.py [--samples 10] [--stock-samples 3]
 
@@ -32,6 +33,7 @@ from dag_sync_latency import ROOT, UI_PORT, Bench
 from airflow_stack.host import envfile, stackwait
 
 MODES = {"ours": {}, "stock": {"AIRFLOW_STACK_DAG_REFRESH_INTERVAL": "300"}}
+SEED_FILES = 10
 
 
 class FolderBench(Bench):
@@ -43,6 +45,8 @@ class FolderBench(Bench):
         self.dags.mkdir(mode=0o755)
         options = self.workdir / "airflow.env"
         options.touch()
+        for n in range(SEED_FILES):
+            self.write_dag(n, prefix="bench_seed")
         for key, value in {
             "AIRFLOW_UI_PORT": str(UI_PORT),
             "FLOWER_PORT": "25555",
@@ -60,8 +64,8 @@ class FolderBench(Bench):
         if not stackwait.wait(self.compose, 300, set(stackwait.ONE_SHOT_SERVICES)):
             raise SystemExit("the bench stack did not become ready")
 
-    def write_dag(self, n: int) -> tuple[str, float]:
-        dag_id = f"bench_new_{n}"
+    def write_dag(self, n: int, prefix: str = "bench_new") -> tuple[str, float]:
+        dag_id = f"{prefix}_{n}"
         path = self.dags / f"{dag_id}.py"
         path.write_text(
             "import pendulum\nfrom airflow.sdk import dag\n"
@@ -84,10 +88,13 @@ def wait_listed(api, dag_id: str, timeout: float) -> float:
 
 def measure(bench: FolderBench, mode: str, samples: int, start: int) -> dict:
     settings = MODES[mode]
+    for sample in bench.dags.glob("bench_new_*.py"):
+        sample.unlink()
     bench.up(settings)
     refresh = float(settings.get("AIRFLOW_STACK_DAG_REFRESH_INTERVAL", "2"))
     latencies = []
     with bench.api() as api:
+        wait_listed(api, f"bench_seed_{SEED_FILES - 1}", 600)
         time.sleep(30)  # past start-up parsing, so the CPU window is idle
         cpu = bench.cpu_seconds("dag-processor")
         for n in range(start, start + samples):

@@ -111,3 +111,10 @@ def test_secret_values_never_appear_in_the_refusal(tmp_path):
     path = write(tmp_path, "connections:\n  a:\n    conn_type: http\n    password: ${PW}\n    port: nope\n")
     message = refusal(path, {"PW": "Sup3r-secret-value"})
     assert "Sup3r-secret-value" not in message
+
+
+def test_exported_secrets_become_environment_variable_names():
+    assert bootstrap.reference_name("my-db.prod", "password") == "MY_DB_PROD_PASSWORD"
+    assert bootstrap.reference_name("variable", "api key") == "VARIABLE_API_KEY"
+    assert bootstrap.reference_name("1conn", "password") == "_1CONN_PASSWORD"
+    assert bootstrap._REFERENCE.fullmatch(f"${{{bootstrap.reference_name('1conn', 'password')}}}")
