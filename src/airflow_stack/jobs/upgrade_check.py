@@ -32,7 +32,7 @@ def copy_url(live: str, database: str) -> str:
 
 
 def revision(env: MutableMapping[str, str]) -> str:
-    """The copy's Alembic revision, with the Airflow version that introduced it when known."""
+    """The copy's Alembic revision, with the Airflow version whose migration introduced it."""
     script = (
         "from airflow.utils import db\n"
         "from airflow.utils.session import create_session\n"
@@ -66,5 +66,5 @@ def main(database: str, env: MutableMapping[str, str]) -> int:
 
     checked = dagcheck.main(Path("/opt/airflow/dags"))
     verdict = "OK: the upgrade can start" if checked == 0 else "FAILED: the DAGs do not import with this image"
-    print(f"upgrade-check: migration OK ({elapsed:.1f} s), dags-check {'OK' if checked == 0 else 'FAILED'}: {verdict}")
+    print(f"upgrade-check: migration OK ({elapsed:.1f} s), dags-check {verdict}")
     return checked
