@@ -6,9 +6,10 @@
 
 backup    pg_dump (custom format) of the live database into a new file under --dir (git-ignored,
           mode 600); PostgreSQL is started if it is not running. A failed dump leaves no file.
-restore   stops every other service, then pg_restore --clean in one transaction: a failed
-          restore leaves the database as it was. Asks first (or --yes). `make db-restore` then
-          starts the stack again.
+restore   stops every other service, restores into a fresh database in one transaction, then
+          swaps it in for the live one (renames): a failed restore leaves the database as it
+          was, and a dump of an older Airflow restores over a newer schema. Asks first (or
+          --yes). `make db-restore` then starts the stack again.
 upgrade-check
           copies the live database into a scratch database on the same server (pg_dump piped
           into pg_restore; the live one is only read), runs the image's migration and
@@ -30,6 +31,8 @@ from pathlib import Path
 DATABASE = "airflow"
 USER = "airflow"
 SCRATCH_DATABASE = "airflow_upgrade_check"
+RESTORE_DATABASE = "airflow_restore"  # a restore lands here first, then is renamed
+REPLACED_DATABASE = "airflow_replaced"
 DUMP_MAGIC = b"PGDMP"  # the first bytes of pg_dump's custom format
 
 
@@ -82,6 +85,8 @@ def confirm(question: str, yes: bool) -> None:
 
 
 def restore(compose: list[str], dump: Path, yes: bool) -> None:
+    """Restore into a fresh database, then swap it in: a dump of an older schema cannot be
+    restored over a newer one in place (`pg_restore --clean` trips over the newer tables)."""
     try:
         with open(dump, "rb") as handle:
             magic = handle.read(len(DUMP_MAGIC))
@@ -92,10 +97,19 @@ def restore(compose: list[str], dump: Path, yes: bool) -> None:
     confirm(f"Replace the metadata database with {dump}? Every service but PostgreSQL stops", yes)
     _run(compose, "stop", capture_output=True, text=True)
     start_postgres(compose)
-    with open(dump, "rb") as handle:
-        _run(compose, "exec", "-T", "postgres", "pg_restore", "-U", USER, "-d", DATABASE,
-             "--clean", "--if-exists", "--no-owner", "--single-transaction", "--exit-on-error",
-             stdin=handle, capture_output=True)  # fmt: skip
+    _psql(compose, f"DROP DATABASE IF EXISTS {RESTORE_DATABASE} WITH (FORCE)")
+    _psql(compose, f"CREATE DATABASE {RESTORE_DATABASE} OWNER {USER}")
+    try:
+        with open(dump, "rb") as handle:
+            _run(compose, "exec", "-T", "postgres", "pg_restore", "-U", USER, "-d", RESTORE_DATABASE, "--no-owner",
+                 "--single-transaction", "--exit-on-error", stdin=handle, capture_output=True)  # fmt: skip
+    except Failed:
+        _psql(compose, f"DROP DATABASE IF EXISTS {RESTORE_DATABASE} WITH (FORCE)")
+        raise
+    _psql(compose, f"DROP DATABASE IF EXISTS {REPLACED_DATABASE} WITH (FORCE)")
+    _psql(compose, f"ALTER DATABASE {DATABASE} RENAME TO {REPLACED_DATABASE}")
+    _psql(compose, f"ALTER DATABASE {RESTORE_DATABASE} RENAME TO {DATABASE}")
+    _psql(compose, f"DROP DATABASE {REPLACED_DATABASE} WITH (FORCE)")
 
 
 def upgrade_check(compose: list[str]) -> int:
