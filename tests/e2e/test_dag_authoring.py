@@ -250,23 +250,23 @@ def test_export_then_bootstrap_gives_back_the_same_objects(stack: Stack, authori
                   "login": "reader", "password": "s3cret-pw", "extra": '{"sslmode": "require", "api_key": "k-1"}'},
         )  # fmt: skip
         assert created.status_code == 201, created.text
-        assert api.post("/variables", json={"key": "e2e_setting", "value": "on"}).status_code == 201
-        assert api.post("/variables", json={"key": "e2e_password", "value": "pw-2"}).status_code == 201
-        assert api.post("/pools", json={"name": "e2e_pool", "slots": 3}).status_code == 201
+        assert api.post("/variables", json={"key": "e2e_export_setting", "value": "on"}).status_code == 201
+        assert api.post("/variables", json={"key": "e2e_export_password", "value": "pw-2"}).status_code == 201
+        assert api.post("/pools", json={"name": "e2e_export_pool", "slots": 3}).status_code == 201
     clear = export(stack, tmp_path / "clear.yaml", INCLUDE_SECRETS="1")
     assert clear["connections"]["e2e_export"] == {
         "conn_type": "postgres", "host": "db.example.com", "login": "reader", "password": "s3cret-pw", "port": 5432,
         "extra": {"sslmode": "require", "api_key": "k-1"},
     }  # fmt: skip
-    assert clear["variables"]["e2e_password"] == "pw-2" and clear["pools"]["e2e_pool"]["slots"] == 3
+    assert clear["variables"]["e2e_export_password"] == "pw-2" and clear["pools"]["e2e_export_pool"]["slots"] == 3
     export(stack, tmp_path / "refs.yaml")
     referenced = (tmp_path / "refs.yaml").read_text()
     assert "s3cret-pw" not in referenced and "pw-2" not in referenced and "k-1" not in referenced
     assert "password: ${E2E_EXPORT_PASSWORD}" in referenced and "api_key: ${E2E_EXPORT_API_KEY}" in referenced
     with stack.api() as api:
         assert api.delete("/connections/e2e_export").status_code == 204
-        assert api.delete("/variables/e2e_password").status_code == 204
-        assert api.delete("/pools/e2e_pool").status_code == 204
+        assert api.delete("/variables/e2e_export_password").status_code == 204
+        assert api.delete("/pools/e2e_export_pool").status_code == 204
     tmp_path.chmod(0o755)  # the bootstrap container's uid reads the file
     (tmp_path / "clear.yaml").chmod(0o644)
     stack.run("run", "--rm", "-v", f"{tmp_path}:/opt/airflow/import:ro",
