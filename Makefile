@@ -161,8 +161,9 @@ dags-test: build ## run your DAG tests (DAG_TESTS, default ./dag-tests) with pyt
 		-v "$$(realpath "$(DAG_TESTS)")":/opt/airflow/dag-tests:ro $(DAG_TESTS_IMAGE) dags-test /opt/airflow/dag-tests $(ARGS)
 
 .PHONY: dag-artifact
-dag-artifact: dags-check ## check, then publish DAGS to the local artifact server: make dag-artifact DAG_VERSION=1.0.0
+dag-artifact: ## check, then publish DAGS to the local artifact server: make dag-artifact DAG_VERSION=1.0.0
 	@test -n "$(DAG_VERSION)" || { echo "error: DAG_VERSION is empty; fix: make dag-artifact DAG_VERSION=1.0.0 [DAGS=./dags]" >&2; exit 1; }
+	@$(MAKE) --no-print-directory dags-check
 	@$(LOAD_ENV); $(HOST_PY) -m airflow_stack.host.dagpublish "$(DAGS_DIR)" "$(DAG_VERSION)" --to "$${AIRFLOW_STACK_ARTIFACTS_DIR:-./artifacts}"
 
 .PHONY: bootstrap-export
