@@ -19,16 +19,14 @@ Prints a table and writes bench/results/dag-folder-latency.json.
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from dag_sync_latency import ROOT, UI_PORT, Bench
+from dag_sync_latency import UI_PORT, Bench, summary, write_report
 
 from airflow_stack.host import envfile, stackwait
 
@@ -102,13 +100,7 @@ def measure(bench: FolderBench, mode: str, samples: int, start: int) -> dict:
             dag_id, written = bench.write_dag(n)
             latencies.append(round(wait_listed(api, dag_id, 900) - written, 2))
             print(f"  {mode}: {dag_id} listed {latencies[-1]:.1f} s after its file was written", flush=True)
-    return {
-        "settings": settings or "defaults",
-        "samples": latencies,
-        "p50_s": round(statistics.median(latencies), 2),
-        "max_s": max(latencies),
-        "dag_processor_cpu_s_per_idle_minute": round(cpu, 2),
-    }
+    return summary(settings, latencies, cpu)
 
 
 def main() -> int:
@@ -125,16 +117,7 @@ def main() -> int:
         report["stock"] = measure(bench, "stock", args.stock_samples, args.samples)
     finally:
         subprocess.run([*bench.compose, "down", "-v", "--remove-orphans"], capture_output=True)
-    out = ROOT / "bench" / "results" / "dag-folder-latency.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\n{'mode':6} {'p50 s':>7} {'max s':>7} {'n':>3}  dag-processor CPU s per idle minute")
-    for mode, row in report.items():
-        print(
-            f"{mode:6} {row['p50_s']:7.1f} {row['max_s']:7.1f} {len(row['samples']):3}  "
-            f"{row['dag_processor_cpu_s_per_idle_minute']}"
-        )
-    print(f"stock/ours p50: {report['stock']['p50_s'] / report['ours']['p50_s']:.1f}x; written to {out}")
+    write_report(report, "dag-folder-latency", "stock")
     return 0
 
 

@@ -162,6 +162,11 @@ def measure(bench: Bench, mode: str, samples: int) -> dict:
             seen = bench.wait_for_task(api, task, 900)
             latencies.append(round(seen - published, 2))
             print(f"  {mode}: {task} schedulable {latencies[-1]:.1f} s after publishing", flush=True)
+    return summary(settings, latencies, cpu)
+
+
+def summary(settings: dict[str, str], latencies: list[float], cpu: float) -> dict:
+    """One mode's row of the report (shared with dag_folder_latency.py)."""
     return {
         "settings": settings or "defaults",
         "samples": latencies,
@@ -169,6 +174,20 @@ def measure(bench: Bench, mode: str, samples: int) -> dict:
         "max_s": max(latencies),
         "dag_processor_cpu_s_per_idle_minute": round(cpu, 2),
     }
+
+
+def write_report(report: dict[str, dict], name: str, baseline: str) -> None:
+    """Write bench/results/NAME.json and print the table with BASELINE's p50 over ours."""
+    out = ROOT / "bench" / "results" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\n{'mode':6} {'p50 s':>7} {'max s':>7} {'n':>3}  dag-processor CPU s per idle minute")
+    for mode, row in report.items():
+        print(
+            f"{mode:6} {row['p50_s']:7.1f} {row['max_s']:7.1f} {len(row['samples']):3}  "
+            f"{row['dag_processor_cpu_s_per_idle_minute']}"
+        )
+    print(f"{baseline}/ours p50: {report[baseline]['p50_s'] / report['ours']['p50_s']:.1f}x; written to {out}")
 
 
 def main() -> int:
@@ -185,16 +204,7 @@ def main() -> int:
         report["naive"] = measure(bench, "naive", args.naive_samples)
     finally:
         subprocess.run([*bench.compose, "down", "-v", "--remove-orphans"], capture_output=True)
-    out = ROOT / "bench" / "results" / "dag-sync-latency.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\n{'mode':6} {'p50 s':>7} {'max s':>7} {'n':>3}  dag-processor CPU s per idle minute")
-    for mode, row in report.items():
-        print(
-            f"{mode:6} {row['p50_s']:7.1f} {row['max_s']:7.1f} {len(row['samples']):3}  "
-            f"{row['dag_processor_cpu_s_per_idle_minute']}"
-        )
-    print(f"naive/ours p50: {report['naive']['p50_s'] / report['ours']['p50_s']:.1f}x; written to {out}")
+    write_report(report, "dag-sync-latency", "naive")
     return 0
 
 
