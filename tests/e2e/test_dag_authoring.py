@@ -157,21 +157,22 @@ def test_a_pin_that_conflicts_with_the_lock_fails_the_build_naming_both_versions
     assert f"pendulum==2.1.2 would change pendulum: wanted ==2.1.2, locked {locked_version('pendulum')}" in output
 
 
-def test_an_option_the_stack_wires_is_refused_with_the_setting_named(stack: Stack, tmp_path: Path):
-    options = write(tmp_path / "airflow.env", "AIRFLOW__CORE__FERNET_KEY=not-here\nAIRFLOW__core__x=1\n")
+def check_options(stack: Stack, options: Path):
+    """`make airflow-options` with AIRFLOW_ENV_FILE pointing at `options`, then back at the suite's file."""
     envfile.set_env_value(stack.env_file, "AIRFLOW_ENV_FILE", str(options))
     try:
-        result = stack.make("airflow-options", check=False)
+        return stack.make("airflow-options", check=False)
     finally:
         envfile.set_env_value(stack.env_file, "AIRFLOW_ENV_FILE", str(stack.options_file))
+
+
+def test_an_option_the_stack_wires_is_refused_with_the_setting_named(stack: Stack, tmp_path: Path):
+    options = write(tmp_path / "airflow.env", "AIRFLOW__CORE__FERNET_KEY=not-here\nAIRFLOW__core__x=1\n")
+    result = check_options(stack, options)
     assert result.returncode != 0
     assert "AIRFLOW__core__x: Airflow reads AIRFLOW__SECTION__KEY in upper case only" in result.stderr
     write(options, "AIRFLOW__CORE__FERNET_KEY=not-here\n")
-    envfile.set_env_value(stack.env_file, "AIRFLOW_ENV_FILE", str(options))
-    try:
-        result = stack.make("airflow-options", check=False)
-    finally:
-        envfile.set_env_value(stack.env_file, "AIRFLOW_ENV_FILE", str(stack.options_file))
+    result = check_options(stack, options)
     assert result.returncode != 0
     assert "AIRFLOW__CORE__FERNET_KEY: not in api-server" in result.stderr
     assert "worker" in result.stderr
