@@ -185,6 +185,11 @@ class Setting:
         value = env.get(self.name)
         return value if value else None
 
+    def set_default(self, env: MutableMapping[str, str], value: str) -> None:
+        """Set an option the stack derives, unless it is given (an empty value counts as unset)."""
+        if not self.raw(env):
+            env[self.name] = value
+
     def read(self, env: Mapping[str, str]) -> Any:
         """The parsed value (the default when unset or empty), or a StackError naming it."""
         raw = self.raw(env)

@@ -32,20 +32,14 @@ def configure_airflow(env: MutableMapping[str, str]) -> None:
             "classpath": "airflow_stack.dags.dagbundle.ReleaseDagBundle",
             "kwargs": {"releases_dir": str(root), "refresh_interval": refresh},
         }
-        _default(env, settings.DAG_BUNDLE_CONFIG_LIST, json.dumps([bundle]))
+        settings.DAG_BUNDLE_CONFIG_LIST.set_default(env, json.dumps([bundle]))
     else:
         # The folder bundle takes its refresh from [dag_processor] refresh_interval.
-        _default(env, settings.DAG_FOLDER_REFRESH_INTERVAL, str(refresh))
-    _default(env, settings.BUNDLE_REFRESH_CHECK_INTERVAL, str(refresh))
+        settings.DAG_FOLDER_REFRESH_INTERVAL.set_default(env, str(refresh))
+    settings.BUNDLE_REFRESH_CHECK_INTERVAL.set_default(env, str(refresh))
     # Airflow skips writing a changed serialized DAG within 30 s of its last write, while it
     # already records the new bundle version on the DAG: a change made within 30 s of the
     # previous one would wait for the next parse, and a run created meanwhile would pair the old
     # DAG structure with the new code. Files are still parsed at most every
     # min_file_process_interval (30 s) unless they change, so steady DAGs are not written more often.
-    _default(env, settings.MIN_SERIALIZED_DAG_UPDATE_INTERVAL, "0")
-
-
-def _default(env: MutableMapping[str, str], setting: settings.Setting, value: str) -> None:
-    """Set an Airflow option the stack derives, unless it is given (an empty value counts as unset)."""
-    if not setting.raw(env):
-        env[setting.name] = value
+    settings.MIN_SERIALIZED_DAG_UPDATE_INTERVAL.set_default(env, "0")

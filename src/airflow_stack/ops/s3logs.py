@@ -52,8 +52,7 @@ def configure(env: MutableMapping[str, str]) -> None:
         (settings.REMOTE_LOG_CONN_ID, CONN_ID),
         (settings.DELETE_LOCAL_LOGS, "True"),
     ):
-        if not setting.raw(env):
-            env[setting.name] = value
+        setting.set_default(env, value)
 
 
 def enabled(env: Mapping[str, str]) -> bool:
