@@ -28,8 +28,7 @@ def check(folder: Path) -> tuple[list[str], list[str]]:
             f"the DAG folder {folder} does not exist in the container",
             fix="make dags-check DAGS=path/to/your/dags (it is mounted at /opt/airflow/dags)",
         )
-    # The folder's own modules are importable, as in the dag-processor; no examples.
-    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "false")
+    # BundleDagBag puts the folder on sys.path, as the dag-processor does, and loads no examples.
     from airflow.dag_processing.dagbag import BundleDagBag
 
     started = time.monotonic()
