@@ -53,6 +53,17 @@ def _psql(compose: list[str], sql: str) -> None:
          "-c", sql, capture_output=True, text=True)  # fmt: skip
 
 
+def _fresh_database(compose: list[str], name: str) -> None:
+    _psql(compose, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    _psql(compose, f"CREATE DATABASE {name} OWNER {USER}")
+
+
+def _is_dump(path: Path) -> bool:
+    """Whether the file starts as pg_dump's custom format does (only those bytes are read)."""
+    with open(path, "rb") as handle:
+        return handle.read(len(DUMP_MAGIC)) == DUMP_MAGIC
+
+
 def start_postgres(compose: list[str]) -> None:
     _run(compose, "up", "-d", "--wait", "postgres", capture_output=True, text=True)
 
@@ -67,7 +78,7 @@ def backup(compose: list[str], folder: Path) -> Path:
         with os.fdopen(fd, "wb") as handle:
             _run(compose, "exec", "-T", "postgres", "pg_dump", "-U", USER, "-d", DATABASE, "-Fc",
                  stdout=handle, stderr=subprocess.PIPE)  # fmt: skip
-        if partial.stat().st_size < len(DUMP_MAGIC) or partial.read_bytes()[:5] != DUMP_MAGIC:
+        if not _is_dump(partial):
             raise Failed("pg_dump wrote no archive")
         partial.rename(target)
     finally:
@@ -88,17 +99,15 @@ def restore(compose: list[str], dump: Path, yes: bool) -> None:
     """Restore into a fresh database, then swap it in: a dump of an older schema cannot be
     restored over a newer one in place (`pg_restore --clean` trips over the newer tables)."""
     try:
-        with open(dump, "rb") as handle:
-            magic = handle.read(len(DUMP_MAGIC))
+        is_dump = _is_dump(dump)
     except OSError as exc:
         raise Failed(f"cannot read {dump} ({exc.strerror}); fix: make db-restore FILE=backups/NAME.dump") from None
-    if magic != DUMP_MAGIC:
+    if not is_dump:
         raise Failed(f"{dump} is not a pg_dump archive (custom format, as make db-backup writes)")
     confirm(f"Replace the metadata database with {dump}? Every service but PostgreSQL stops", yes)
     _run(compose, "stop", capture_output=True, text=True)
     start_postgres(compose)
-    _psql(compose, f"DROP DATABASE IF EXISTS {RESTORE_DATABASE} WITH (FORCE)")
-    _psql(compose, f"CREATE DATABASE {RESTORE_DATABASE} OWNER {USER}")
+    _fresh_database(compose, RESTORE_DATABASE)
     try:
         with open(dump, "rb") as handle:
             _run(compose, "exec", "-T", "postgres", "pg_restore", "-U", USER, "-d", RESTORE_DATABASE, "--no-owner",
@@ -114,9 +123,8 @@ def restore(compose: list[str], dump: Path, yes: bool) -> None:
 
 def upgrade_check(compose: list[str]) -> int:
     start_postgres(compose)
-    _psql(compose, f"DROP DATABASE IF EXISTS {SCRATCH_DATABASE} WITH (FORCE)")
     try:
-        _psql(compose, f"CREATE DATABASE {SCRATCH_DATABASE} OWNER {USER}")
+        _fresh_database(compose, SCRATCH_DATABASE)
         started = time.monotonic()
         _run(compose, "exec", "-T", "postgres", "bash", "-o", "pipefail", "-c",
              f"pg_dump -U {USER} -d {DATABASE} -Fc"
