@@ -44,6 +44,14 @@ comma := ,
 LOAD_ENV = set -a; if [ -f "$(ENV_FILE)" ]; then . "$(abspath $(ENV_FILE))"; fi; set +a
 # The DAG folder: DAGS=..., else AIRFLOW_DAGS_DIR from .env, else ./dags.
 DAGS_DIR = $${DAGS:-$${AIRFLOW_DAGS_DIR:-./dags}}
+# In a recipe: refuse a missing DAG folder, else set the bash array dag_mounts to mount it and the
+# plugins read-only where Airflow reads them.
+DAG_MOUNTS = $(LOAD_ENV); dags="$(DAGS_DIR)"; \
+	test -d "$$dags" || { echo "error: DAG folder $$dags does not exist; fix: make $@ DAGS=path/to/dags" >&2; exit 1; }; \
+	dag_mounts=(-v "$$(realpath "$$dags")":/opt/airflow/dags:ro -v "$$(realpath "$${AIRFLOW_PLUGINS_DIR:-./plugins}")":/opt/airflow/plugins:ro)
+# The Airflow image's build options shared by `make build` and `make dags-test`.
+IMAGE_BUILD_ARGS = $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) \
+	$(if $(USER_DEPS_DIR),--build-context user-deps=$(USER_DEPS_DIR)) --build-arg PYTHON_BASE_IMAGE=$(PYTHON_BASE_IMAGE)
 export DAGS
 export AIRFLOW_IMAGE POSTGRES_IMAGE REDIS_IMAGE PYTHON_BASE_IMAGE S3_LOCAL_IMAGE ARTIFACTS_IMAGE
 HOST_PY := PYTHONPATH=$(CURDIR)/src python3
@@ -82,9 +90,7 @@ base-images: ## build stand-in base images from Debian packages where none can b
 build: base-images ## build the Airflow image with requirements.txt and packages.txt, and the local S3 and artifact images
 	@for f in requirements.txt packages.txt; do test -f "$(or $(USER_DEPS_DIR),.)/$$f" || { \
 		echo "error: $(or $(USER_DEPS_DIR),.)/$$f is missing; fix: restore it (git checkout -- $$f) or create it empty" >&2; exit 1; }; done
-	docker build $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) \
-		$(if $(USER_DEPS_DIR),--build-context user-deps=$(USER_DEPS_DIR)) \
-		--build-arg PYTHON_BASE_IMAGE=$(PYTHON_BASE_IMAGE) --build-arg AIRFLOW_VERSION=$(AIRFLOW_VERSION) \
+	docker build $(IMAGE_BUILD_ARGS) --build-arg AIRFLOW_VERSION=$(AIRFLOW_VERSION) \
 		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg CREATED=$(CREATED) \
 		-t $(AIRFLOW_IMAGE) .
 	docker build $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) --quiet \
@@ -146,19 +152,14 @@ shell: ## a shell in SERVICE (e.g. SERVICE=worker), or in a one-off Airflow cont
 
 .PHONY: dags-check
 dags-check: build ## import every DAG (DAGS, default AIRFLOW_DAGS_DIR or ./dags) in the image; no stack needed
-	@$(LOAD_ENV); dags="$(DAGS_DIR)"; test -d "$$dags" || { echo "error: DAG folder $$dags does not exist; fix: make dags-check DAGS=path/to/dags" >&2; exit 1; }; \
-	docker run --rm -v "$$(realpath "$$dags")":/opt/airflow/dags:ro -v "$$(realpath "$${AIRFLOW_PLUGINS_DIR:-./plugins}")":/opt/airflow/plugins:ro \
-		$(AIRFLOW_IMAGE) dags-check
+	@$(DAG_MOUNTS); docker run --rm "$${dag_mounts[@]}" $(AIRFLOW_IMAGE) dags-check
 
 .PHONY: dags-test
 dags-test: build ## run your DAG tests (DAG_TESTS, default ./dag-tests) with pytest in the image, with your requirements
 	@test -d "$(DAG_TESTS)" || { echo "error: DAG tests folder $(DAG_TESTS) does not exist; fix: make dags-test DAG_TESTS=path/to/tests" >&2; exit 1; }
-	docker build --quiet $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) \
-		$(if $(USER_DEPS_DIR),--build-context user-deps=$(USER_DEPS_DIR)) \
-		--build-arg PYTHON_BASE_IMAGE=$(PYTHON_BASE_IMAGE) --target dag-tests -t $(DAG_TESTS_IMAGE) . >/dev/null
-	@$(LOAD_ENV); dags="$(DAGS_DIR)"; \
-	docker run --rm -v "$$(realpath "$$dags")":/opt/airflow/dags:ro -v "$$(realpath "$${AIRFLOW_PLUGINS_DIR:-./plugins}")":/opt/airflow/plugins:ro \
-		-v "$$(realpath "$(DAG_TESTS)")":/opt/airflow/dag-tests:ro $(DAG_TESTS_IMAGE) dags-test /opt/airflow/dag-tests $(ARGS)
+	docker build --quiet $(IMAGE_BUILD_ARGS) --target dag-tests -t $(DAG_TESTS_IMAGE) . >/dev/null
+	@$(DAG_MOUNTS); docker run --rm "$${dag_mounts[@]}" -v "$$(realpath "$(DAG_TESTS)")":/opt/airflow/dag-tests:ro \
+		$(DAG_TESTS_IMAGE) dags-test /opt/airflow/dag-tests $(ARGS)
 
 .PHONY: dag-artifact
 dag-artifact: ## check, then publish DAGS to the local artifact server: make dag-artifact DAG_VERSION=1.0.0
