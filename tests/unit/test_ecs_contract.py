@@ -52,6 +52,7 @@ COMPOSE_ONLY_EVERYWHERE = {
     "AIRFLOW__CELERY__FLOWER_BASIC_AUTH": "compose shares one environment; on ECS only Flower gets it (its secret)",
     "AUTOSCALE_KEEPALIVE": "Celery's keep-alive of an autoscaled pool; ECS workers have a fixed pool",
     "AIRFLOW_STACK_SERVE_LOGS": "a knob for a shared logs folder, which ECS has not (on by default in compose)",
+    "AIRFLOW_STACK_DAG_CACHE": "the off switch of the worker's DAG cache, from .env; ECS workers use its default (on)",
 }
 # Airflow options every compose Airflow container reads from config/airflow-defaults.env, which
 # dag-sync (it only imports DAG files) does not need on ECS.

@@ -570,6 +570,32 @@ DAG_SOURCE_CA_BUNDLE = _declare(
     PATH,
 )
 
+_CACHE = "Workers"
+DAG_CACHE = _declare(
+    "AIRFLOW_STACK_DAG_CACHE",
+    _CACHE,
+    "Parse each DAG file once per Celery pool process and version of the file, not once per task "
+    "(tasks fork from the pool process and inherit the parse). Its top-level code then runs once per "
+    "pool process and version, in the process that supervises tasks. `false`: each task parses its file.",
+    BOOLEAN,
+    True,
+)
+DAG_CACHE_ENTRIES = _declare(
+    "AIRFLOW_STACK_DAG_CACHE_ENTRIES",
+    _CACHE,
+    "How many parsed DAG files one pool process keeps (least recently used out first).",
+    whole(1, 10000),
+    32,
+)
+DAG_CACHE_MIB = _declare(
+    "AIRFLOW_STACK_DAG_CACHE_MIB",
+    _CACHE,
+    "How much resident memory one pool process's parsed DAG files may take, as measured around each "
+    "parse (the most recent always stays).",
+    positive_number("MiB"),
+    64.0,
+)
+
 _WORKER = "Workers on ECS"
 ECS_AGENT_URI = _declare(
     "ECS_AGENT_URI",

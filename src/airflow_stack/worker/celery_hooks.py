@@ -1,9 +1,12 @@
-"""Imported by Celery workers at start (celeryconfig `imports`): connects the worker-side hooks
-and imports, before the pool forks, what every task would import again (taskwarmup)."""
+"""Imported by Celery workers at start (celeryconfig `imports`): connects the worker-side hooks,
+imports, before the pool forks, what every task would import again (taskwarmup), and installs
+the per-pool-process DAG parse cache (dagcache)."""
 
-from airflow_stack.worker import scaleprotect, taskwarmup
+from airflow_stack.core.errors import log
+from airflow_stack.worker import dagcache, scaleprotect, taskwarmup
 
 scaleprotect.connect_to_celery()
 taskwarmup.import_task_modules()
+log(dagcache.install())
 taskwarmup.freeze_heap()
 taskwarmup.connect_to_celery()
