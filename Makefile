@@ -29,7 +29,7 @@ UV_VERSION        := 0.13.9
 # one stack with the fewest restarts: the S3 modules switch it to S3 logs, then to DAG releases
 # (DAG authoring's folder tests come before that).
 E2E_TESTS         := tests/e2e/test_stack.py tests/e2e/test_secrets_contract.py \
-                     tests/e2e/test_bootstrap.py tests/e2e/test_dag_authoring.py tests/e2e/test_faults.py tests/e2e/test_s3_logs.py tests/e2e/test_dag_sync.py \
+                     tests/e2e/test_bootstrap.py tests/e2e/test_dag_authoring.py tests/e2e/test_dag_cache.py tests/e2e/test_faults.py tests/e2e/test_s3_logs.py tests/e2e/test_dag_sync.py \
                      tests/e2e/test_monitor.py tests/e2e/test_ecs_worker.py
 # The compose command and env file the stack targets use (the tests point them elsewhere).
 COMPOSE           ?= docker compose
