@@ -3,7 +3,8 @@ pool process parses a file once and its tasks use that parse (the parse's pid is
 keep their changes to module state to themselves, and run the new code once the file or a helper
 module of the DAG folder is edited; top-level code that needs a task (a Variable through the
 task API) falls back to the task's own parse with the Variable's value; the switch turns it off;
-and the Airflow internals it wraps are the ones the image has.
+and the Airflow internals it and the supervisor's exit wait (worker.taskexit) wrap are the ones
+the image has.
 """
 
 from __future__ import annotations
@@ -158,8 +159,11 @@ def test_top_level_code_that_needs_a_task_falls_back_to_the_tasks_own_parse(stac
     assert "asks Airflow's task API" in logs
 
 
-def test_the_image_has_what_the_cache_wraps_and_it_turns_off_when_that_changes(stack: Stack):
-    check = "from airflow_stack.worker import dagcache; print(dagcache.incompatibilities())"
+def test_the_image_has_the_airflow_internals_the_worker_wraps_and_a_change_turns_them_off(stack: Stack):
+    check = (
+        "from airflow_stack.worker import dagcache, taskexit; "
+        "print(dagcache.incompatibilities() + taskexit.incompatibilities())"
+    )
     assert stack.run("exec", "-T", "worker", "python", "-c", check).stdout.strip().endswith("[]")
     changed = (
         "import airflow.sdk.execution_time.task_runner as t; t.parse = lambda what: None; "
@@ -168,7 +172,15 @@ def test_the_image_has_what_the_cache_wraps_and_it_turns_off_when_that_changes(s
     out = stack.run("exec", "-T", "worker", "python", "-c", changed).stdout
     assert "DAG cache: off, this Airflow differs" in out and "task_runner.parse no longer takes log" in out, out
     assert out.strip().endswith("None")
-    assert "DAG cache: on" in stack.logs("worker", tail=5000)
+    changed = (
+        "from airflow.sdk.execution_time.supervisor import ActivitySubprocess as A; "
+        "A._service_subprocess = lambda self, max_wait_time: None; "
+        "from airflow_stack.worker import taskexit; print(taskexit.install())"
+    )
+    out = stack.run("exec", "-T", "worker", "python", "-c", changed).stdout
+    assert "task exit: Airflow's own wait" in out and "no longer takes max_wait_time" in out, out
+    logs = stack.logs("worker", tail=5000)
+    assert "DAG cache: on" in logs and "task exit: the supervisor waits on the task process" in logs
 
 
 def test_the_switch_turns_it_off(stack: Stack, dags: Path):
