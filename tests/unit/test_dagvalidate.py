@@ -205,10 +205,25 @@ def test_a_syntax_error_is_reported_with_its_line():
         'Traceback (most recent call last):\n  File "/r/dags/a.py", line 3\n    def f(\n         ^\n'
         "SyntaxError: '(' was never closed\n"
     )
-    assert dagvalidate.last_line(error) == "SyntaxError: '(' was never closed (line 3)"
-    assert dagvalidate.last_line("'(' was never closed (a.py, line 3)") == "'(' was never closed (a.py, line 3)"
+    assert dagvalidate.reason_line(error) == "SyntaxError: '(' was never closed (line 3)"
+    assert dagvalidate.reason_line("'(' was never closed (a.py, line 3)") == "'(' was never closed (a.py, line 3)"
 
 
-@pytest.mark.parametrize(("error", "last"), [("a\n\n  b  \n", "b"), ("", "unknown error"), ("only", "only")])
-def test_the_last_meaningful_line_is_reported(error, last):
-    assert dagvalidate.last_line(error) == last
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        ('Traceback (most recent call last):\n  File "a.py", line 2\n    x()\nKeyError: 1\n', "KeyError: 1 (line 2)"),
+        (
+            'Traceback (most recent call last):\n  File "a.py", line 9, in <module>\n    time.sleep(8)\n'
+            '  File "/venv/lib/python3.13/site-packages/airflow/x.py", line 65, in handle\n    raise\n'
+            "airflow.sdk.exceptions.AirflowTaskTimeout: DagBag import timeout for a.py after 4.0s.\n"
+            "Please take a look at these docs to improve your DAG import time:\n* https://x, PID: 34\n",
+            "airflow.sdk.exceptions.AirflowTaskTimeout: DagBag import timeout for a.py after 4.0s. (line 9)",
+        ),
+        ("DagBag import timeout for a.py after 4s.\nSee:\n* https://x\n", "DagBag import timeout for a.py after 4s."),
+        ("", "unknown error"),
+        ("only", "only"),
+    ],
+)
+def test_the_line_that_says_what_went_wrong_is_reported(error, reason):
+    assert dagvalidate.reason_line(error) == reason

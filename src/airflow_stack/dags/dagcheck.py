@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from airflow_stack.core.errors import StackError, docs
-from airflow_stack.dags.dagvalidate import last_line
+from airflow_stack.dags.dagvalidate import reason_line
 from airflow_stack.dags.releases import BUNDLE_NAME
 
 SLOWEST = 5
@@ -35,7 +35,7 @@ def check(folder: Path) -> tuple[list[str], list[str]]:
     bag = BundleDagBag(dag_folder=str(folder), bundle_path=folder, bundle_name=BUNDLE_NAME, load_op_links=False)
     elapsed = time.monotonic() - started
     problems = [
-        f"{file}: {'dag_id defined twice: ' if 'DuplicatedId' in error else ''}{last_line(error)}"
+        f"{file}: {'dag_id defined twice: ' if 'DuplicatedId' in error else ''}{reason_line(error)}"
         for file, error in sorted(bag.import_errors.items())
     ]
     for dag_id, dag in sorted(bag.dags.items()):

@@ -157,22 +157,31 @@ def _read_line(fd: int, deadline: float) -> bytes | None:
 def check(result: dict) -> list[str]:
     errors, dags = result.get("errors") or {}, result.get("dags") or []
     if errors:
-        details = "; ".join(f"{file}: {last_line(error)}" for file, error in sorted(errors.items()))
+        details = "; ".join(f"{file}: {reason_line(error)}" for file, error in sorted(errors.items()))
         raise ValidationFailed(f"{len(errors)} file(s) with import errors: {details}")
     if not dags:
         raise ValidationFailed("the release holds no DAG: activating it would deactivate every DAG")
     return dags
 
 
-def last_line(error: str) -> str:
-    """The error's last line, with the line of the DAG file it points at (a SyntaxError's
-    message alone does not say where)."""
-    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
-    if not lines:
+def reason_line(error: str) -> str:
+    """The line of an import error that says what went wrong, with the line of the DAG code it
+    points at (a SyntaxError's message alone does not say where). In a traceback that is the
+    first line of the exception after the last (indented) frame line, as an exception's message
+    may go on over lines (Airflow's import timeout ends with a link); otherwise the message's
+    first line."""
+    raw = [line for line in error.strip().splitlines() if line.strip()]
+    if not raw:
         return "unknown error"
-    last = lines[-1][:500]
-    where = re.findall(r'File "[^"]*", line (\d+)', error)
-    return f"{last} (line {where[-1]})" if where and "line " not in last else last
+    if raw[0].startswith("Traceback"):
+        frames = [i for i, line in enumerate(raw) if line[:1].isspace()]
+        reason = raw[frames[-1] + 1] if frames and frames[-1] + 1 < len(raw) else raw[-1]
+    else:
+        reason = raw[0]
+    reason = reason.strip()[:500]
+    # The last frame in the DAG's code, not in an installed library's (Airflow's timeout handler).
+    where = re.findall(r'File "(?![^"]*(?:site|dist)-packages)[^"]*", line (\d+)', error)
+    return f"{reason} (line {where[-1]})" if where and "line " not in reason else reason
 
 
 # -- the sandboxed process ---------------------------------------------------------------------

@@ -45,6 +45,7 @@ from typing import Any
 
 from airflow_stack.core import settings
 from airflow_stack.core.errors import StackError
+from airflow_stack.dags.dagvalidate import reason_line
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +114,6 @@ def resident_mib() -> float:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         return 0.0
-
-
-def last_line(text: str) -> str:
-    """The last non-empty line of a traceback: the exception."""
-    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "no reason given"
 
 
 class TaskApiAsked(RuntimeError):
@@ -220,7 +215,7 @@ class ParseCache:
             )
         elif bag.import_errors:
             error = next(iter(bag.import_errors.values()))
-            entry.problem = f"its top-level code failed outside a task: {last_line(error)}"
+            entry.problem = f"its top-level code failed outside a task: {reason_line(error)}"
         elif dag_id not in bag.dags:
             entry.problem = f"it defines no DAG {dag_id!r} outside a task"
         if entry.problem:
