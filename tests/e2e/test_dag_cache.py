@@ -30,7 +30,7 @@ PROBE = """
 
     import cache_e2e_helper
     import pendulum
-    from airflow.sdk import dag, task
+    from airflow.sdk import dag, get_current_context, task
 
     VERSION = {version}
     PARSED_IN = os.getpid()
@@ -42,8 +42,10 @@ PROBE = """
         @task
         def probe(i: int) -> dict:
             SEEN.append(i)  # module state of the parse: must not leak into the next task
+            this_dag = get_current_context()["dag"]  # the parse's DAG object, changed in place
+            this_dag.doc_md = (this_dag.doc_md or "") + f"[{{i}}]"
             return {{"version": VERSION, "word": cache_e2e_helper.WORD, "parsed_in": PARSED_IN,
-                    "pid": os.getpid(), "seen": list(SEEN)}}
+                    "pid": os.getpid(), "seen": list(SEEN), "doc_md": this_dag.doc_md}}
 
         probe.expand(i=list(range({mapped})))
 
@@ -129,8 +131,10 @@ def test_each_pool_process_parses_once_and_a_task_keeps_its_changes_to_itself(st
     assert all(r["parsed_in"] != r["pid"] for r in results), results
     # ...once per pool process: 20 tasks, at most 16 processes, so some parse served several tasks.
     assert len({r["parsed_in"] for r in results}) < MAPPED, results
-    # What one task appended to the module's list is not seen by the next task of that process.
+    # What one task changed (the module's list, the DAG object) is not seen by the next task of
+    # that process.
     assert sorted(len(r["seen"]) for r in results) == [1] * MAPPED, results
+    assert all(r["doc_md"] == f"[{r['seen'][0]}]" for r in results), results
 
 
 def test_an_edited_dag_file_or_helper_module_runs_its_new_code(stack: Stack, dags: Path):
