@@ -199,7 +199,7 @@ def test_the_cache_keeps_the_most_recent_entries_within_its_count_and_size():
     for name in ("one", "two", "three"):
         cache.put(entry(name, 1))
     assert [k[2] for k in cache.entries] == ["two", "three"]
-    cache.get(("b", None, "two", "d"), ())
+    cache.get(("b", None, "two", "d"))
     cache.put(entry("big", 99.5))
     assert [k[2] for k in cache.entries] == ["big"]  # "two" (recent) + 99.5 > 100; the newest stays
     cache.put(entry("huge", 500))

@@ -31,7 +31,7 @@ def start(seconds: float) -> subprocess.Popen:
 def test_with_no_socket_left_it_returns_as_soon_as_the_process_exits():
     supervised = Supervised(start(0.3))
     started = time.monotonic()
-    taskexit.wait_for_exit(supervised, 5)
+    assert taskexit.wait_for_exit(supervised, 5)
     assert time.monotonic() - started < 3  # not the 5 s bound
     # The exit code stays available to Airflow's own check, which waits again.
     assert supervised._process.wait(timeout=0) == 0
@@ -54,7 +54,7 @@ def test_while_a_socket_is_open_it_does_not_wait():
     try:
         supervised.selector.register(left, selectors.EVENT_READ)
         started = time.monotonic()
-        taskexit.wait_for_exit(supervised, 5)
+        assert not taskexit.wait_for_exit(supervised, 5)
         assert time.monotonic() - started < 0.5
     finally:
         supervised._process.kill()

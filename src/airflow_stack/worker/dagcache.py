@@ -80,11 +80,10 @@ class Cache:
         self.max_mib = max_mib
         self.entries: OrderedDict[Key, Entry] = OrderedDict()
 
-    def get(self, key: Key, stamp: Stamp) -> Entry | None:
+    def get(self, key: Key) -> Entry | None:
         entry = self.entries.get(key)
-        if entry is None or entry.stamp != stamp:
-            return None
-        self.entries.move_to_end(key)
+        if entry is not None:
+            self.entries.move_to_end(key)
         return entry
 
     def put(self, entry: Entry) -> None:
@@ -162,11 +161,13 @@ class ParseCache:
         key = (bundle_name, bundle_version, os.fspath(dag_rel_path), dag_id)
         bundle_path = self.bundle_path(bundle_name, bundle_version)
         file = os.path.join(bundle_path, key[2])
-        cached = self.cache.entries.get(key)
-        if cached is not None and cached.bundle_path == bundle_path:
-            hit = self.cache.get(key, stamp_of([path for path, _, _ in cached.stamp]))
-            if hit is not None:
-                return hit
+        cached = self.cache.get(key)
+        if (
+            cached is not None
+            and cached.bundle_path == bundle_path
+            and cached.stamp == stamp_of([path for path, _, _ in cached.stamp])
+        ):
+            return cached
         entry = self.parse(key, bundle_path, file)
         self.cache.put(entry)
         return entry

@@ -53,13 +53,15 @@ def incompatibilities() -> list[str]:
     return problems
 
 
-def wait_for_exit(subprocess: Any, max_wait_time: float) -> None:
-    """With no socket left to select on, wait on the process instead of sleeping."""
+def wait_for_exit(subprocess: Any, max_wait_time: float) -> bool:
+    """With no socket left to select on, wait on the process instead of sleeping; returns
+    whether it did (the select that follows then has nothing to wait for)."""
     if subprocess._exit_code is not None or subprocess.selector.get_map():
-        return
+        return False
     # TimeoutExpired (still running) or gone: Airflow's own check decides.
     with contextlib.suppress(Exception):
         subprocess._process.wait(timeout=max(max_wait_time, 0.01))
+    return True
 
 
 def install() -> str:
@@ -73,9 +75,8 @@ def install() -> str:
     service = ActivitySubprocess._service_subprocess
 
     def service_subprocess(self, max_wait_time, raise_on_timeout=False, expect_signal=None):
-        wait_for_exit(self, max_wait_time)
-        if self._exit_code is None and not self.selector.get_map():
-            max_wait_time = 0  # the process was waited on above; just check its exit
+        if wait_for_exit(self, max_wait_time):
+            max_wait_time = 0  # the process was waited on; just check its exit
         return service(self, max_wait_time, raise_on_timeout=raise_on_timeout, expect_signal=expect_signal)
 
     ActivitySubprocess._service_subprocess = service_subprocess
