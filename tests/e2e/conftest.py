@@ -188,13 +188,20 @@ def hostname_of(container: str) -> str:
 
 
 def poll(what: str, probe: Callable[[], object], timeout: float, diagnostics: Callable[[], str]) -> object:
-    """Call `probe` until it returns a truthy value; fail with diagnostics after `timeout` s."""
+    """Call `probe` until it returns a truthy value; fail with diagnostics after `timeout` s.
+
+    A request that times out or cannot connect counts as "not yet" (the api-server can stall for
+    a moment on two busy cores); the last such error is in the failure message."""
     deadline = time.monotonic() + timeout
-    last = None
+    last: object = None
     while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
+        try:
+            last = probe()
+        except httpx.TransportError as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        else:
+            if last:
+                return last
         time.sleep(1)
     pytest.fail(f"{what} not reached within {timeout:.0f} s (last: {last!r})\n{diagnostics()}")
 
