@@ -8,7 +8,7 @@ the picture). A unit test keeps this map complete.
       settings               the settings registry: every variable, its type, default, *_FILE twin
       components             the component table: command, checks, probe, log servers per component
       errors                 StackError (problem, setting, fix), progress lines, links into docs/
-      metadb                 the metadata DB without Airflow: heartbeats, task counts, fingerprints
+      metadb                 the metadata DB without Airflow: heartbeats, task counts and states, fingerprints
       privileges             dropping root at start; the uid of DAG validation's sandbox
     checks/                  before and while a component runs
       preflight              the checks a component passes before it starts
@@ -39,6 +39,7 @@ the picture). A unit test keeps this map complete.
       scaleprotect           ECS task scale-in protection while the worker holds tasks
     ops/                     operations
       monitor                queue depth, desired workers, heartbeats to logs, Prometheus, CloudWatch
+      requeue                a dead worker's taken, unstarted messages back to their queue
       loggroom               the log-groomer component: local log retention
       s3logs                 S3 task logs: switched on by one setting, probed at start
     apiserver/               inside the api-server

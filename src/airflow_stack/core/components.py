@@ -170,10 +170,12 @@ COMPONENTS: dict[str, Component] = {
         ),
         Component(
             "monitor",
-            "queue depth, desired workers and heartbeat ages to logs, Prometheus and CloudWatch",
+            "queue depth, desired workers and heartbeat ages to logs, Prometheus and CloudWatch; "
+            "returns a dead worker's unstarted tasks to their queue",
             job="airflow_stack.ops.monitor:serve",
-            required=(settings.SQL_ALCHEMY_CONN,),
+            required=(settings.SQL_ALCHEMY_CONN, settings.BROKER_URL),
             database="metadata",
+            waits_for_broker=True,
         ),
         Component(
             "log-groomer",

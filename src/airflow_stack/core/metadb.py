@@ -1,6 +1,6 @@
 """Direct access to the metadata database without importing Airflow: a connection from
 `[database] sql_alchemy_conn`, the job heartbeat query of the health probes and the monitor,
-task counts for the monitor, and the table in which `init` records the shared secrets'
+task counts and task instance states for the monitor, and the table in which `init` records the shared secrets'
 fingerprints."""
 
 from __future__ import annotations
@@ -48,6 +48,13 @@ def task_counts(conn, states: tuple[str, ...]) -> dict[tuple[str, str], int]:
             (list(states),),
         )
         return {(state, queue or "default"): count for state, queue, count in cursor.fetchall()}
+
+
+def task_instance_states(conn, ids: list[str]) -> dict[str, str]:
+    """{task instance id: state} for those of `ids` that exist (Airflow 3's ids are UUIDs)."""
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT id::text, state FROM task_instance WHERE id = ANY(%s::uuid[])", (ids,))
+        return {ti_id: state or "none" for ti_id, state in cursor.fetchall()}
 
 
 def read_fingerprints(conn) -> dict[str, str]:

@@ -475,6 +475,23 @@ CLOUDWATCH_ENDPOINT_URL = _declare(
     "A CloudWatch-compatible endpoint instead of AWS's (tests).",
     HTTP_URL,
 )
+REQUEUE = _declare(
+    "AIRFLOW_STACK_REQUEUE",
+    _JOBS,
+    "Each monitor sample, return to their queue the Celery messages that a worker took and no live worker "
+    "holds any more (a worker that died), when their task never started. `false`: such a task waits for "
+    "Airflow's `[scheduler] task_queued_timeout`.",
+    BOOLEAN,
+    True,
+)
+REQUEUE_AFTER = _declare(
+    "AIRFLOW_STACK_REQUEUE_AFTER",
+    _JOBS,
+    "Seconds a taken message must go unheld by every live worker, over at least two monitor samples, "
+    "before it is returned to its queue.",
+    seconds(),
+    60.0,
+)
 
 _DAGS = "DAG deployment (dag-sync)"
 DAG_RELEASES_DIR = _declare(

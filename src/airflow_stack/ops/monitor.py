@@ -16,6 +16,9 @@ and sends one sample to each sink of AIRFLOW_STACK_MONITOR_SINKS (comma-separate
     cloudwatch  PutMetricData in AIRFLOW_STACK_MONITOR_NAMESPACE (AirflowStack), with the
                 dimension Stack=AIRFLOW_STACK_MONITOR_STACK (and Queue= for per-queue values)
 
+After each sample it returns to their queue the messages a dead worker had taken and not
+started (requeue, AIRFLOW_STACK_REQUEUE).
+
 `airflow-stack monitor --once` takes and sends one sample. A sample that fails (database down) is logged and the
 next interval tries again; a missing value (no scheduler yet) is left out, never sent as 0.
 """
@@ -31,6 +34,7 @@ from dataclasses import dataclass, field
 from airflow_stack.core import metadb, settings
 from airflow_stack.core.errors import log
 from airflow_stack.dags import releases
+from airflow_stack.ops import requeue
 
 DEFAULT_WORKER_CONCURRENCY = settings.WORKER_CONCURRENCY.default  # Airflow's [celery] worker_concurrency
 
@@ -156,6 +160,7 @@ def serve(env: Mapping[str, str] | None = None, once: bool = False) -> int:
     env = os.environ if env is None else env
     interval = settings.MONITOR_INTERVAL.read(env)
     sinks = make_sinks(env)
+    requeuer = None if once else requeue.from_env(env)
     while True:
         started = time.monotonic()
         try:
@@ -168,4 +173,9 @@ def serve(env: Mapping[str, str] | None = None, once: bool = False) -> int:
                 return 1
         if once:
             return 0
+        if requeuer is not None:
+            try:
+                requeue.report(requeuer.sweep(), requeuer.after)
+            except Exception as exc:  # noqa: BLE001 - nor a failed sweep (broker down)
+                log(f"requeue: sweep failed, next in {interval:g} s: {type(exc).__name__}: {str(exc).strip()}")
         time.sleep(max(0.0, interval - (time.monotonic() - started)))
