@@ -131,7 +131,7 @@ reset: ## delete the stack's containers and volumes (metadata DB, queue, DAG rel
 		read -r -p "Delete the metadata database, the queue and the DAG releases of this stack? Type yes: " answer; \
 		[ "$$answer" = yes ] || { echo "reset: cancelled; nothing was deleted"; exit 1; }; \
 	fi
-	$(COMPOSE) --profile cli --profile dag-sync --profile monitor --profile s3 down -v --remove-orphans
+	$(COMPOSE) --profile cli --profile dag-sync --profile s3 down -v --remove-orphans
 	@echo "reset: volumes deleted; .env, config/ and the logs folder are kept. make up starts afresh."
 
 .PHONY: ps
