@@ -32,10 +32,11 @@ def containers(stack: Stack, service: str) -> list[str]:
     return stack.run("ps", "-q", service).stdout.split()
 
 
-def kill_main_process(stack: Stack, service: str) -> None:
+def kill_main_process(stack: Stack, service: str, container: str | None = None) -> None:
     """SIGKILL the component (tini's child), as an out-of-memory kill would: the container
     exits and its restart policy starts it again."""
-    docker("exec", containers(stack, service)[0], "sh", "-c", "kill -KILL $(cat /proc/1/task/1/children)")
+    target = container or containers(stack, service)[0]
+    docker("exec", target, "sh", "-c", "kill -KILL $(cat /proc/1/task/1/children)")
 
 
 def safe(probe: Callable[[], object]) -> Callable[[], object]:
@@ -50,21 +51,24 @@ def safe(probe: Callable[[], object]) -> Callable[[], object]:
     return guarded
 
 
-def task_instances(api: httpx.Client, run_id: str) -> list[dict]:
-    response = api.get(f"/dags/{DAG}/dagRuns/{run_id}/taskInstances", params={"limit": 200})
+def task_instances(api: httpx.Client, run_id: str, dag: str = DAG) -> list[dict]:
+    response = api.get(f"/dags/{dag}/dagRuns/{run_id}/taskInstances", params={"limit": 200})
     return response.json()["task_instances"]
 
 
-def start_run(stack: Stack, api: httpx.Client, tasks: int = 32, running: int = 8) -> str:
-    assert api.patch(f"/dags/{DAG}", json={"is_paused": False}).status_code == 200
-    created = api.post(f"/dags/{DAG}/dagRuns", json={"logical_date": None, "conf": {"tasks": tasks, "seconds": 10}})
+def start_run(
+    stack: Stack, api: httpx.Client, tasks: int = 32, running: int = 8, dag: str = DAG, state: str = "running"
+) -> str:
+    """Start a run of `dag` and wait until `running` of its task instances are in `state`."""
+    assert api.patch(f"/dags/{dag}", json={"is_paused": False}).status_code == 200
+    created = api.post(f"/dags/{dag}/dagRuns", json={"logical_date": None, "conf": {"tasks": tasks, "seconds": 10}})
     assert created.status_code == 200, created.text
     run_id = created.json()["dag_run_id"]
     poll(
-        f"{running} tasks running",
-        lambda: sum(t["state"] == "running" for t in task_instances(api, run_id)) >= running,
+        f"{running} tasks {state}",
+        lambda: sum(t["state"] == state for t in task_instances(api, run_id, dag)) >= running,
         120,
-        lambda: stack.logs("scheduler", "worker"),
+        lambda: stack.logs("scheduler", "worker", "triggerer"),
     )
     return run_id
 
@@ -74,21 +78,22 @@ def parse(stamp: str) -> float:
 
 
 def finish(
-    stack: Stack, api: httpx.Client, run_id: str, case: str, fault_at: float, timeout: float = 300
+    stack: Stack, api: httpx.Client, run_id: str, case: str, fault_at: float, timeout: float = 300, dag: str = DAG
 ) -> list[dict]:
     """Wait for the run; assert that it and every task instance succeeded; record the recovery."""
 
     def done():
-        state = api.get(f"/dags/{DAG}/dagRuns/{run_id}").json()["state"]
+        state = api.get(f"/dags/{dag}/dagRuns/{run_id}").json()["state"]
         return state if state in ("success", "failed") else None
 
-    state = poll(f"{case}: run finished", safe(done), timeout, lambda: stack.logs("scheduler", "worker", "api-server"))
-    tis = task_instances(api, run_id)
+    diagnostics = lambda: stack.logs("scheduler", "worker", "triggerer", "api-server")  # noqa: E731
+    state = poll(f"{case}: run finished", safe(done), timeout, diagnostics)
+    tis = task_instances(api, run_id, dag)
     failed = {f"{t['task_id']}[{t['map_index']}]": t["state"] for t in tis if t["state"] != "success"}
-    assert state == "success" and not failed, (state, failed, stack.logs("scheduler", "worker", tail=120))
-    work = [t for t in tis if t["task_id"] == "work"]
+    assert state == "success" and not failed, (state, failed, stack.logs("scheduler", "worker", "triggerer", tail=120))
+    work = [t for t in tis if t["task_id"] in ("work", "wait")]
     ends = sorted(parse(t["end_date"]) - fault_at for t in work if parse(t["end_date"]) > fault_at)
-    run = api.get(f"/dags/{DAG}/dagRuns/{run_id}").json()
+    run = api.get(f"/dags/{dag}/dagRuns/{run_id}").json()
     RESULTS[case] = {
         "first_task_done_after_fault_s": round(ends[0], 1) if ends else None,
         "run_done_after_fault_s": round(parse(run["end_date"]) - fault_at, 1),
@@ -222,3 +227,79 @@ def test_a_restart_mid_run_loses_no_task(stack: Stack, api: httpx.Client, case: 
     tis = finish(stack, api, run_id, case, fault_at)
     assert all(t["try_number"] == 1 for t in tis), f"{case}: a task was retried"
     assert not requeued_while_held(stack), stack.logs("monitor", "worker")
+
+
+def test_two_schedulers_one_killed_mid_run_loses_no_task(stack: Stack, api: httpx.Client):
+    """As on AWS (two schedulers): one is SIGKILLed mid-run; the other carries the run."""
+    stack.run("up", "-d", "--no-recreate", "--scale", "scheduler=2", "scheduler")
+    try:
+        wait_healthy(stack)
+        run_id = start_run(stack, api)
+        fault_at = time.time()
+        kill_main_process(stack, "scheduler", containers(stack, "scheduler")[0])
+        tis = finish(stack, api, run_id, "one of two schedulers SIGKILL", fault_at)
+    finally:
+        stack.run("up", "-d", "--scale", "scheduler=1", "scheduler")
+    assert all(t["try_number"] == 1 for t in tis), "a task was retried"
+    assert not requeued_while_held(stack), stack.logs("monitor", "worker")
+
+
+def test_the_triggerer_killed_with_tasks_deferred_loses_no_task(stack: Stack, api: httpx.Client):
+    """Eight deferrable sensors wait on the triggerer; it is SIGKILLed and restarted by its restart
+    policy, takes their triggers back, and each sensor ends in success on its first try."""
+    dag = "fault_deferred"
+    run_id = start_run(stack, api, running=8, dag=dag, state="deferred")
+    fault_at = time.time()
+    kill_main_process(stack, "triggerer")
+    tis = finish(stack, api, run_id, "triggerer SIGKILL, 8 tasks deferred", fault_at, dag=dag)
+    assert all(t["try_number"] == 1 for t in tis), "a task was retried"
+    assert all(parse(t["end_date"]) > fault_at for t in tis), "a sensor ended before the kill: nothing was deferred"
+
+
+def test_a_task_that_exhausts_memory_fails_with_the_reason_and_the_worker_survives(stack: Stack, api: httpx.Client):
+    """The worker's container gets a memory limit 768 MiB above what it uses; `hog` allocates until
+    the kernel kills it. It fails (no retries) with Airflow's out-of-memory line in its log; the
+    worker process and its four other tasks carry on."""
+    dag = "fault_oom"
+    worker = containers(stack, "worker")[0]
+    used = int(docker("exec", worker, "cat", "/sys/fs/cgroup/memory.current").stdout)
+    limit = str(used + (768 << 20))
+    docker("update", "--memory", limit, "--memory-swap", limit, worker)
+    started = docker("inspect", "-f", "{{.State.StartedAt}}", worker).stdout
+    try:
+        run_id = start_run(stack, api, running=1, dag=dag)
+
+        def finished():
+            state = api.get(f"/dags/{dag}/dagRuns/{run_id}").json()["state"]
+            return state if state in ("success", "failed") else None
+
+        state = poll("fault_oom run finished", safe(finished), 300, lambda: stack.logs("worker", tail=80))
+        tis = {(t["task_id"], t["map_index"]): t for t in task_instances(api, run_id, dag)}
+        log = api.get(f"/dags/{dag}/dagRuns/{run_id}/taskInstances/hog/logs/1", headers={"Accept": "application/json"})
+        oom_kills = docker("exec", worker, "grep", "^oom_kill ", "/sys/fs/cgroup/memory.events").stdout
+        same_worker = docker("inspect", "-f", "{{.State.StartedAt}}", worker).stdout == started
+    finally:
+        stack.run("up", "-d", "--force-recreate", "worker")  # without the limit
+    assert state == "failed" and tis[("hog", -1)]["state"] == "failed", tis
+    assert tis[("hog", -1)]["try_number"] == 1, tis[("hog", -1)]
+    assert "Likely out of memory error (OOM)" in log.text, log.text[-3000:]
+    assert int(oom_kills.split()[1]) >= 1, oom_kills
+    assert all(t["state"] == "success" for (task_id, _), t in tis.items() if task_id == "work"), tis
+    assert same_worker, "the worker container restarted"
+
+
+def test_a_worker_cut_off_for_a_minute_loses_no_task(stack: Stack, api: httpx.Client):
+    """The worker leaves the stack's network for 60 s mid-run (Redis, the api-server and the
+    database out of reach), then comes back. Its tasks' calls to the api-server retry through the
+    outage; every task ends in success on its first try."""
+    worker = containers(stack, "worker")[0]
+    network = f"{PROJECT}_default"
+    run_id = start_run(stack, api)
+    fault_at = time.time()
+    docker("network", "disconnect", network, worker)
+    try:
+        time.sleep(60)  # the fault's length, not a wait for a state
+    finally:
+        docker("network", "connect", "--alias", "worker", network, worker)
+    tis = finish(stack, api, run_id, "worker cut off from the network for 60 s", fault_at, timeout=400)
+    assert all(t["try_number"] == 1 for t in tis), "a task was retried"

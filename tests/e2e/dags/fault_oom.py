@@ -1,0 +1,42 @@
+"""Used by tests/e2e/test_faults.py: one task allocates memory until the kernel kills it, while
+four others run beside it on the same worker.
+
+`hog` writes 64 MiB blocks until the container's memory limit is reached. It refuses to start
+when the container has no limit (`/sys/fs/cgroup/memory.max` is `max`): it would take the host's
+memory instead. It has no retries, so its failure shows as is.
+"""
+
+import time
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import dag, task
+
+
+@dag(
+    schedule=None,
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    default_args={"retries": 0},
+)
+def fault_oom():
+    @task
+    def hog() -> None:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit == "max":
+            raise RuntimeError("the container has no memory limit: refusing to take the host's memory")
+        blocks = []
+        for _ in range(int(limit) // (64 << 20) + 16):
+            blocks.append(b"x" * (64 << 20))
+        raise RuntimeError(f"allocated {len(blocks) * 64} MiB past the limit of {limit} bytes without being killed")
+
+    @task
+    def work(i: int) -> int:
+        time.sleep(20)
+        return i
+
+    hog()
+    work.expand(i=list(range(4)))
+
+
+fault_oom()
