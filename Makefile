@@ -29,8 +29,10 @@ UV_VERSION        := 0.13.9
 # one stack with the fewest restarts: the S3 modules switch it to S3 logs, then to DAG releases
 # (DAG authoring's folder tests come before that).
 E2E_TESTS         := tests/e2e/test_stack.py tests/e2e/test_secrets_contract.py \
-                     tests/e2e/test_bootstrap.py tests/e2e/test_dag_authoring.py tests/e2e/test_dag_cache.py tests/e2e/test_faults.py tests/e2e/test_s3_logs.py tests/e2e/test_dag_sync.py \
+                     tests/e2e/test_bootstrap.py tests/e2e/test_dag_authoring.py tests/e2e/test_dag_cache.py tests/e2e/test_s3_logs.py tests/e2e/test_dag_sync.py \
                      tests/e2e/test_monitor.py tests/e2e/test_ecs_worker.py
+# The fault injections, on a stack of their own: `make test-faults` (CI runs it after `make test`).
+FAULT_TESTS       := tests/e2e/test_faults.py
 # The compose command and env file the stack targets use (the tests point them elsewhere).
 COMPOSE           ?= docker compose
 ENV_FILE          ?= .env
@@ -225,3 +227,7 @@ test-unit: lint ## lint, then the unit tests of the package (no Docker)
 .PHONY: test
 test: lint build ## lint, unit tests, then the end-to-end suite on the real compose file
 	$(UV) run --frozen --group test pytest tests/unit $(E2E_TESTS)
+
+.PHONY: test-faults
+test-faults: build ## the fault injections (killed workers and schedulers, partitions, out of memory) on a fresh stack, about 20 min
+	$(UV) run --frozen --group test pytest $(FAULT_TESTS)

@@ -2,8 +2,8 @@
 four others run beside it on the same worker.
 
 `hog` writes 64 MiB blocks until the container's memory limit is reached. It refuses to start
-when the container has no limit (`/sys/fs/cgroup/memory.max` is `max`): it would take the host's
-memory instead. It has no retries, so its failure shows as is.
+when the container has no limit (cgroup v2 `memory.max`, v1 `memory.limit_in_bytes`): it would
+take the host's memory instead. It has no retries, so its failure shows as is.
 """
 
 import time
@@ -22,8 +22,9 @@ from airflow.sdk import dag, task
 def fault_oom():
     @task
     def hog() -> None:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit == "max":
+        v2, v1 = Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes")
+        limit = (v2 if v2.exists() else v1).read_text().strip()
+        if limit == "max" or int(limit) >= 1 << 50:
             raise RuntimeError("the container has no memory limit: refusing to take the host's memory")
         blocks = []
         for _ in range(int(limit) // (64 << 20) + 16):
