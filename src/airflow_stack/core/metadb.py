@@ -1,7 +1,7 @@
 """Direct access to the metadata database without importing Airflow: a connection from
 `[database] sql_alchemy_conn`, the job heartbeat query of the health probes and the monitor,
-task counts and task instance states for the monitor, and the table in which `init` records the shared secrets'
-fingerprints."""
+task counts and task instance states for the monitor, and the table in which `init` records
+the shared secrets' fingerprints."""
 
 from __future__ import annotations
 
