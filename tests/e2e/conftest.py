@@ -29,6 +29,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 PROJECT = "airflow-stack-e2e"
 UI_PORT = int(os.environ.get("E2E_UI_PORT", "18080"))
 FLOWER_PORT = int(os.environ.get("E2E_FLOWER_PORT", "15555"))
+MONITOR_PORT = int(os.environ.get("E2E_MONITOR_PORT", "19108"))
 UP_TIMEOUT = 300
 DAG_ID = "hello_celery"
 S3_BUCKET = "airflow-logs"
@@ -73,7 +74,7 @@ class Stack:
         self.options_file.touch()
         with self.env_file.open("a") as handle:
             handle.write(
-                f"AIRFLOW_UI_PORT={UI_PORT}\nFLOWER_PORT={FLOWER_PORT}\n"
+                f"AIRFLOW_UI_PORT={UI_PORT}\nFLOWER_PORT={FLOWER_PORT}\nMONITOR_PORT={MONITOR_PORT}\n"
                 f"AIRFLOW_LOGS_DIR={self.logs_dir}\nAIRFLOW_DAGS_DIR={dags}\n"
                 f"AIRFLOW_ENV_FILE={self.options_file}\n"
             )
