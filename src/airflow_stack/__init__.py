@@ -32,10 +32,11 @@ the picture). A unit test keeps this map complete.
       parsing                where the dag-processor finds DAGs (folder or releases) and how soon
     worker/                  inside the Celery worker
       celeryconfig           Airflow's Celery config plus this package's worker hooks
-      celery_hooks           what the worker imports at start: protection, warm-up, DAG cache, task exit
+      celery_hooks           what the worker imports at start: protection, warm-up, DAG cache, task exit, task logs
       taskwarmup             task modules imported once, before the pool forks
       dagcache               each DAG file parsed once per pool process, inherited by its tasks
       taskexit               the task supervisor notices its task process's exit at once
+      tasklogs               a task log file that cannot be written is reported, not fatal
       scaleprotect           ECS task scale-in protection while the worker holds tasks
     ops/                     operations
       monitor                queue depth, desired workers, heartbeats to logs, Prometheus, CloudWatch

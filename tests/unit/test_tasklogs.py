@@ -1,0 +1,56 @@
+"""The task log guard on real files: /dev/full answers every write with ENOSPC, as a full log
+volume does (the worker's own Airflow internals are checked in tests/e2e/test_faults.py)."""
+
+from __future__ import annotations
+
+import errno
+import io
+from pathlib import Path
+
+import pytest
+
+from airflow_stack.worker import tasklogs
+
+
+@pytest.fixture
+def output(monkeypatch) -> io.BytesIO:
+    """What reaches the worker's output instead of the task log."""
+    captured = io.BytesIO()
+    monkeypatch.setattr(tasklogs, "WorkerOutput", lambda: captured)
+    return captured
+
+
+def write_lines(file, *lines: bytes) -> None:
+    for line in lines:  # as structlog's BytesLogger does: a write and a flush per line
+        file.write(line)
+        file.flush()
+
+
+def test_a_writable_log_is_left_as_it_is(tmp_path: Path, output: io.BytesIO, capsys):
+    init = tasklogs.guard(lambda relative: tmp_path / relative)
+    file = init("attempt=1.log").open("ab")
+    write_lines(file, b"one\n", b"two\n")
+    file.close()
+    assert (tmp_path / "attempt=1.log").read_bytes() == b"one\ntwo\n"
+    assert output.getvalue() == b"" and capsys.readouterr().err == ""
+
+
+def test_a_full_volume_is_reported_once_and_the_lines_go_to_the_worker_output(output: io.BytesIO, capsys):
+    file = tasklogs.guard(lambda relative: Path("/dev/full"))("attempt=1.log").open("ab")
+    write_lines(file, b"one\n", b"two\n", b"three\n")
+    file.close()
+    err = capsys.readouterr().err
+    assert err.count("task log: cannot write /dev/full") == 1 and "No space left on device" in err, err
+    assert output.getvalue() == b"one\ntwo\nthree\n"  # not one line lost
+
+
+def test_a_log_file_that_cannot_be_created_is_reported_and_nothing_raises(output: io.BytesIO, capsys):
+    def init_log_file(relative: str) -> Path:
+        raise OSError(errno.ENOSPC, "No space left on device", relative)
+
+    path = tasklogs.guard(init_log_file)("dag_id=d/attempt=1.log")
+    file = path.open("ab")
+    write_lines(file, b"one\n")
+    file.close()
+    assert "task log: cannot write dag_id=d/attempt=1.log" in capsys.readouterr().err
+    assert output.getvalue() == b"one\n"
