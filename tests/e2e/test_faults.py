@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -135,7 +135,7 @@ def test_a_worker_killed_with_sigkill_loses_no_task(stack: Stack, api: httpx.Cli
     tis = finish(stack, api, run_id, "worker SIGKILL", fault_at, timeout=SIGKILL_BOUND)
     # Tasks that ran on the killed worker were failed by the heartbeat timeout and retried.
     assert RESULTS["worker SIGKILL"]["tasks_retried"] >= 1, tis
-    assert not requeued_while_held(stack), stack.logs("monitor", "worker")
+    assert not started_twice(stack, fault_at), stack.logs("monitor", "worker")
 
 
 def redis_cli(stack: Stack, *args: str) -> str:
@@ -143,9 +143,21 @@ def redis_cli(stack: Stack, *args: str) -> str:
     return stack.run("exec", "-T", "redis", "redis-cli", "-a", password, "--no-auth-warning", *args).stdout.strip()
 
 
-def requeued_while_held(stack: Stack) -> list[str]:
-    """Worker log lines of a message delivered twice while its task ran (Airflow refused the second start)."""
-    return [line for line in stack.logs("worker", tail=2000).splitlines() if "already running elsewhere" in line]
+def log_lines(stack: Stack, service: str, since: float, needle: str) -> list[str]:
+    """The service's log lines since `since` (a time.time()) that contain `needle`."""
+    stamp = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    output = stack.run("logs", "--no-color", "--since", stamp, service, check=False).stdout
+    return [line for line in output.splitlines() if needle in line]
+
+
+def started_twice(stack: Stack, since: float) -> list[str]:
+    """Worker log lines of a message delivered while its task already ran (Airflow refused the start)."""
+    return log_lines(stack, "worker", since, "already running elsewhere")
+
+
+def returned_by_monitor(stack: Stack, since: float) -> list[str]:
+    """The monitor's log lines of messages it returned to their queue (a dead worker's)."""
+    return log_lines(stack, "monitor", since, "back in their queue")
 
 
 def test_a_killed_workers_unstarted_task_is_back_within_three_minutes(stack: Stack, api: httpx.Client):
@@ -188,7 +200,7 @@ def test_a_killed_workers_unstarted_task_is_back_within_three_minutes(stack: Sta
     assert returned["try_number"] == 1 and started_after <= 180, (returned, monitor)
     assert f"back in their queue: {DAG}.work[{unstarted}] try 1" in monitor, monitor
     assert ran["try_number"] == 2, ran  # failed by the heartbeat timeout and retried, not re-sent
-    assert not requeued_while_held(stack), stack.logs("worker")
+    assert not started_twice(stack, fault_at), stack.logs("worker")
 
 
 def test_a_worker_stopped_with_sigterm_drains_and_takes_no_new_task(stack: Stack, api: httpx.Client):
@@ -207,7 +219,7 @@ def test_a_worker_stopped_with_sigterm_drains_and_takes_no_new_task(stack: Stack
     assert on_draining, "the stopped worker ran no task of the run"
     assert all(parse(t["start_date"]) < fault_at for t in on_draining), "a task started on the worker after SIGTERM"
     assert all(t["try_number"] == 1 for t in tis), "a task was retried"
-    assert not requeued_while_held(stack), stack.logs("monitor", "worker")
+    assert not returned_by_monitor(stack, fault_at), stack.logs("monitor", "worker")
 
 
 @pytest.mark.parametrize(
@@ -226,7 +238,9 @@ def test_a_restart_mid_run_loses_no_task(stack: Stack, api: httpx.Client, case: 
     fault(stack)
     tis = finish(stack, api, run_id, case, fault_at)
     assert all(t["try_number"] == 1 for t in tis), f"{case}: a task was retried"
-    assert not requeued_while_held(stack), stack.logs("monitor", "worker")
+    # No worker died: the monitor returns nothing. (After a Redis restart Celery itself hands
+    # the worker its running tasks' messages again; Airflow refuses each second start.)
+    assert not returned_by_monitor(stack, fault_at), stack.logs("monitor", "worker")
 
 
 def test_two_schedulers_one_killed_mid_run_loses_no_task(stack: Stack, api: httpx.Client):
@@ -241,7 +255,7 @@ def test_two_schedulers_one_killed_mid_run_loses_no_task(stack: Stack, api: http
     finally:
         stack.run("up", "-d", "--scale", "scheduler=1", "scheduler")
     assert all(t["try_number"] == 1 for t in tis), "a task was retried"
-    assert not requeued_while_held(stack), stack.logs("monitor", "worker")
+    assert not returned_by_monitor(stack, fault_at), stack.logs("monitor", "worker")
 
 
 def test_the_triggerer_killed_with_tasks_deferred_loses_no_task(stack: Stack, api: httpx.Client):
@@ -309,3 +323,42 @@ def test_a_worker_cut_off_for_a_minute_loses_no_task(stack: Stack, api: httpx.Cl
         docker("network", "connect", "--alias", "worker", network, worker)
     tis = finish(stack, api, run_id, "worker cut off from the network for 60 s", fault_at, timeout=400)
     assert all(t["try_number"] == 1 for t in tis), "a task was retried"
+
+
+def test_a_full_task_log_volume_is_reported_and_tasks_still_run(stack: Stack, api: httpx.Client, tmp_path):
+    """The worker's task-log volume (a 4 MiB tmpfs here) is full before a run of 8 tasks starts.
+    Every task succeeds on its first try; the worker says which log it could not write and why,
+    and the tasks' log lines are in its output instead."""
+    # The worker alone writes its task logs to a 4 MiB tmpfs (compose cannot swap the bind
+    # mount of /opt/airflow/logs for a tmpfs, so the log folder moves instead).
+    override = tmp_path / "full-task-logs.yml"
+    override.write_text(
+        "services:\n  worker:\n"
+        "    environment: {AIRFLOW__LOGGING__BASE_LOG_FOLDER: /opt/airflow/full-logs}\n"
+        "    volumes: [{type: tmpfs, target: /opt/airflow/full-logs, tmpfs: {size: 4194304}}]\n"
+    )
+    with_override = [*stack.compose[:6], "-f", str(override), *stack.compose[6:]]
+    docker(*with_override[1:], "up", "-d", "worker", timeout=300)
+    worker = containers(stack, "worker")[0]
+    try:
+        wait_healthy(stack)
+        # Only ever a tmpfs, and at most 8 MiB written: never the host's disk.
+        kind = docker("exec", worker, "stat", "-f", "-c", "%T", "/opt/airflow/full-logs").stdout.strip()
+        assert kind == "tmpfs", f"the worker's /opt/airflow/full-logs is {kind}, not the test's tmpfs"
+        fill = (
+            "dd if=/dev/zero of=/opt/airflow/full-logs/filler bs=4k count=2048 2>/dev/null;"
+            " df -k /opt/airflow/full-logs | tail -1"
+        )
+        free_kib = docker("exec", worker, "sh", "-c", fill).stdout.split()[3]
+        assert free_kib == "0", f"the log volume is not full: {free_kib} KiB free"
+        fault_at = time.time()
+        run_id = start_run(stack, api, tasks=8, running=1)
+        tis = finish(stack, api, run_id, "task log volume full", fault_at)
+    finally:
+        logs = docker("logs", worker)
+        output = logs.stdout + logs.stderr
+        print(f"===== the worker's output with its log volume full =====\n{output[-20000:]}")
+        stack.run("up", "-d", "--force-recreate", "worker")
+    assert all(t["try_number"] == 1 for t in tis), "a task was retried"
+    reports = [line for line in output.splitlines() if "task log: cannot write" in line]
+    assert len(reports) >= 8 and all("No space left on device" in line for line in reports), output[-5000:]
