@@ -63,8 +63,12 @@ DAGS = {"bench_fanout_100": 100, "bench_fanout_1000": 1000, "bench_small": 3}
 
 
 class Stack:
-    def __init__(self, profile: str, workdir: Path):
+    """The real compose file under its own project, with `dag_files` (name -> source; default:
+    the fan-out DAGs) and `env` added to its fresh .env."""
+
+    def __init__(self, profile: str, workdir: Path, dag_files: dict[str, str] | None = None, env: dict | None = None):
         self.profile = profile
+        self.project = f"airflow-bench-{profile}"
         self.env_file = workdir / ".env"
         files = [ROOT / "docker-compose.yml", *PROFILES[profile]]
         self.compose = [
@@ -76,20 +80,24 @@ class Stack:
             "--env-file",
             str(self.env_file),
             "-p",
-            f"airflow-bench-{profile}",
+            self.project,
         ]
         uid = envfile.container_uid()
         envfile.write_env_file(self.env_file, uid)
         dags, logs = workdir / "dags", workdir / "logs"
         dags.mkdir(mode=0o755)
-        for dag_id, tasks in DAGS.items():
-            (dags / f"{dag_id}.py").write_text(fanout_dag(dag_id, tasks))
+        if dag_files is None:
+            dag_files = {f"{dag_id}.py": fanout_dag(dag_id, tasks) for dag_id, tasks in DAGS.items()}
+        for name, source in dag_files.items():
+            (dags / name).write_text(source)
         envfile.prepare_dir(logs, uid)
         for key, value in {
             "AIRFLOW_UI_PORT": str(UI_PORT),
             "FLOWER_PORT": "25555",
+            "MONITOR_PORT": "29108",
             "AIRFLOW_LOGS_DIR": str(logs),
             "AIRFLOW_DAGS_DIR": str(dags),
+            **(env or {}),
         }.items():
             envfile.set_env_value(self.env_file, key, value)
         self.env = envfile.read_env_file(self.env_file)
