@@ -148,7 +148,7 @@ def soak(minutes: float) -> dict:
             f"AIRFLOW__METRICS__STATSD_ON=True\nAIRFLOW__METRICS__STATSD_HOST={STATSD}\nAIRFLOW__METRICS__STATSD_PORT=8125\n"
         )
         files = {f"soak_{i:02d}.py": soak_dag(i) for i in range(20)}
-        stack = Stack("soak", Path(workdir), dag_files=files, env={"AIRFLOW_ENV_FILE": str(options)})
+        stack = Stack("ours", Path(workdir), dag_files=files, env={"AIRFLOW_ENV_FILE": str(options)}, name="soak")
         listener = f"{stack.project}-{STATSD}"
         try:
             stack.up()

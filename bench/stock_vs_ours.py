@@ -63,12 +63,20 @@ DAGS = {"bench_fanout_100": 100, "bench_fanout_1000": 1000, "bench_small": 3}
 
 
 class Stack:
-    """The real compose file under its own project, with `dag_files` (name -> source; default:
-    the fan-out DAGs) and `env` added to its fresh .env."""
+    """The real compose file with a profile's settings (PROFILES) under the project
+    `airflow-bench-<name>` (name: the profile's, by default), with `dag_files` (file name ->
+    source; default: the fan-out DAGs) and `env` added to its fresh .env."""
 
-    def __init__(self, profile: str, workdir: Path, dag_files: dict[str, str] | None = None, env: dict | None = None):
+    def __init__(
+        self,
+        profile: str,
+        workdir: Path,
+        dag_files: dict[str, str] | None = None,
+        env: dict | None = None,
+        name: str | None = None,
+    ):
         self.profile = profile
-        self.project = f"airflow-bench-{profile}"
+        self.project = f"airflow-bench-{name or profile}"
         self.env_file = workdir / ".env"
         files = [ROOT / "docker-compose.yml", *PROFILES[profile]]
         self.compose = [
