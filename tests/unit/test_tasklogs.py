@@ -30,6 +30,8 @@ def test_a_writable_log_is_left_as_it_is(tmp_path: Path, output: io.BytesIO, cap
     init = tasklogs.guard(lambda relative: tmp_path / relative)
     file = init("attempt=1.log").open("ab")
     write_lines(file, b"one\n", b"two\n")
+    # What Airflow's upload to remote logging reads to find the file.
+    assert file.name == str(tmp_path / "attempt=1.log") and file.fileno() > 2
     file.close()
     assert (tmp_path / "attempt=1.log").read_bytes() == b"one\ntwo\n"
     assert output.getvalue() == b"" and capsys.readouterr().err == ""
@@ -42,6 +44,8 @@ def test_a_full_volume_is_reported_once_and_the_lines_go_to_the_worker_output(ou
     err = capsys.readouterr().err
     assert err.count("task log: cannot write /dev/full") == 1 and "No space left on device" in err, err
     assert output.getvalue() == b"one\ntwo\nthree\n"  # not one line lost
+    with pytest.raises(ValueError):  # Airflow then uploads nothing
+        file.fileno()
 
 
 def test_a_log_file_that_cannot_be_created_is_reported_and_nothing_raises(output: io.BytesIO, capsys):

@@ -93,6 +93,13 @@ class GuardedLog:
         self.fallback.write(data)
         return len(data)
 
+    def fileno(self) -> int:
+        """The open file's descriptor. Airflow's upload to remote logging reads it, and `name`, to
+        find the file; after a failure it raises, and Airflow uploads nothing."""
+        if self.failed or self.file is None:
+            raise ValueError(f"task log {self.name} could not be written")
+        return self.file.fileno()
+
     def flush(self) -> None:
         if not self.failed and self.file is not None:
             try:
