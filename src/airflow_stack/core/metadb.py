@@ -1,7 +1,8 @@
 """Direct access to the metadata database without importing Airflow: a connection from
 `[database] sql_alchemy_conn`, the job heartbeat query of the health probes and the monitor,
-task counts and task instance states for the monitor, and the table in which `init` records
-the shared secrets' fingerprints."""
+what the monitor reads of task instances (counts, states, the queued ones) and its one write
+(backdating a queued task whose message the broker lost), and the table in which `init`
+records the shared secrets' fingerprints."""
 
 from __future__ import annotations
 
@@ -55,6 +56,34 @@ def task_instance_states(conn, ids: list[str]) -> dict[str, str]:
     with conn.cursor() as cursor:
         cursor.execute("SELECT id::text, state FROM task_instance WHERE id = ANY(%s::uuid[])", (ids,))
         return {ti_id: state or "none" for ti_id, state in cursor.fetchall()}
+
+
+def queued_task_instances(conn, older_than: float, limit: int = 5000) -> list[tuple]:
+    """Task instances `queued` for at least `older_than` seconds that have a Celery task id:
+    (id, Celery task id, queue, queued_dttm, "dag.task[index] try N"), oldest first."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT id::text, external_executor_id, coalesce(queue, 'default'), queued_dttm,"
+            " dag_id || '.' || task_id || CASE WHEN map_index >= 0 THEN '[' || map_index || ']' ELSE '' END"
+            " || ' try ' || try_number"
+            " FROM task_instance WHERE state = 'queued' AND external_executor_id IS NOT NULL"
+            " AND queued_dttm < now() - make_interval(secs => %s) ORDER BY queued_dttm LIMIT %s",
+            (older_than, limit),
+        )
+        return cursor.fetchall()
+
+
+def backdate_queued(conn, ti_id: str, queued_at, by: float) -> bool:
+    """Move a queued task instance's `queued_dttm` `by` seconds into the past, so that the
+    scheduler's stuck-in-queued check takes it now; only if it is still in the queuing that
+    `queued_at` names. True if it was."""
+    with conn, conn.cursor() as cursor:
+        cursor.execute(
+            "UPDATE task_instance SET queued_dttm = now() - make_interval(secs => %s)"
+            " WHERE id = %s::uuid AND state = 'queued' AND queued_dttm = %s",
+            (by, ti_id, queued_at),
+        )
+        return cursor.rowcount == 1
 
 
 def read_fingerprints(conn) -> dict[str, str]:

@@ -479,7 +479,8 @@ REQUEUE = _declare(
     "AIRFLOW_STACK_REQUEUE",
     _JOBS,
     "Each monitor sample, return to their queue the Celery messages that a worker took and no live worker "
-    "holds any more (a worker that died), when their task never started. `false`: such a task waits for "
+    "holds any more (a worker that died), when their task never started, and hand to the scheduler the "
+    "queued tasks whose message the broker lost (Redis lost its data). `false`: such tasks wait for "
     "Airflow's `[scheduler] task_queued_timeout`.",
     BOOLEAN,
     True,
@@ -487,8 +488,8 @@ REQUEUE = _declare(
 REQUEUE_AFTER = _declare(
     "AIRFLOW_STACK_REQUEUE_AFTER",
     _JOBS,
-    "Seconds a taken message must go unheld by every live worker, over at least two monitor samples, "
-    "before it is returned to its queue.",
+    "Seconds a taken message must go unheld by every live worker, or a queued task's message be missing "
+    "from the broker, over at least two monitor samples, before it is returned or handed to the scheduler.",
     seconds(),
     60.0,
 )

@@ -17,7 +17,8 @@ and sends one sample to each sink of AIRFLOW_STACK_MONITOR_SINKS (comma-separate
                 dimension Stack=AIRFLOW_STACK_MONITOR_STACK (and Queue= for per-queue values)
 
 After each sample it returns to their queue the messages a dead worker had taken and not
-started (requeue, AIRFLOW_STACK_REQUEUE).
+started (requeue), and hands to the scheduler the queued tasks whose message the broker lost
+(lostqueued); AIRFLOW_STACK_REQUEUE turns both off.
 
 `airflow-stack monitor --once` takes and sends one sample. A sample that fails (database down) is logged and the
 next interval tries again; a missing value (no scheduler yet) is left out, never sent as 0.
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from airflow_stack.core import metadb, settings
 from airflow_stack.core.errors import log
 from airflow_stack.dags import releases
-from airflow_stack.ops import requeue
+from airflow_stack.ops import lostqueued, requeue
 
 DEFAULT_WORKER_CONCURRENCY = settings.WORKER_CONCURRENCY.default  # Airflow's [celery] worker_concurrency
 
@@ -161,6 +162,7 @@ def serve(env: Mapping[str, str] | None = None, once: bool = False) -> int:
     interval = settings.MONITOR_INTERVAL.read(env)
     sinks = make_sinks(env)
     requeuer = None if once else requeue.from_env(env)
+    lost = None if requeuer is None else lostqueued.from_env(env, requeuer.broker)
     while True:
         started = time.monotonic()
         try:
@@ -176,6 +178,8 @@ def serve(env: Mapping[str, str] | None = None, once: bool = False) -> int:
         if requeuer is not None:
             try:
                 requeue.report(requeuer.sweep(), requeuer.after)
+                if lost is not None:
+                    lostqueued.report(lost.sweep(), lost.after)
             except Exception as exc:  # noqa: BLE001 - nor a failed sweep (broker down)
                 log(f"requeue: sweep failed, next in {interval:g} s: {type(exc).__name__}: {str(exc).strip()}")
         time.sleep(max(0.0, interval - (time.monotonic() - started)))

@@ -50,6 +50,7 @@ from airflow_stack.core import metadb, settings
 from airflow_stack.core.errors import log
 
 QUERY_TIMEOUT = 5.0  # seconds the live workers have to answer the broadcast
+QUEUE_SCAN_LIMIT = 20_000  # messages read from one queue in one sweep, at most
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,33 @@ class CeleryBroker:
         messages = (read_taken(_text(tag), raw) for tag, raw in entries.items())
         return [m for m in messages if m is not None]
 
+    def taken_ids(self) -> set[str]:
+        return {m.task_id for m in self.taken()}
+
+    def waiting(
+        self, queues: Iterable[str], limit: int = QUEUE_SCAN_LIMIT, page: int = 500
+    ) -> tuple[set[str], set[str]]:
+        """The task ids of the messages waiting in `queues` (every priority's list), and the
+        queues longer than `limit`, which are not read."""
+
+        def read(channel) -> tuple[set[str], set[str]]:
+            ids: set[str] = set()
+            too_long: set[str] = set()
+            for queue in queues:
+                keys = [channel._q_for_pri(queue, pri) for pri in channel.priority_steps]
+                if sum(channel.client.llen(key) for key in keys) > limit:
+                    too_long.add(queue)
+                    continue
+                for key in keys:
+                    for start in range(0, limit, page):
+                        chunk = channel.client.lrange(key, start, start + page - 1)
+                        ids.update(filter(None, map(_message_id, chunk)))
+                        if len(chunk) < page:
+                            break
+            return ids, too_long
+
+        return self._channel_do(read)
+
     def held(self, task_ids: list[str]) -> set[str]:
         replies = self.app.control.inspect(timeout=self.timeout).query_task(*task_ids) or {}
         return {task_id for reply in replies.values() for task_id in (reply or {})}
@@ -172,6 +200,14 @@ class CeleryBroker:
 
     def drop(self, tag: str) -> None:
         self._channel_do(lambda channel: channel.qos.reject(tag, requeue=False))
+
+
+def _message_id(raw: bytes | str) -> str | None:
+    """The Celery task id of a message in a queue's list (protocol 2 keeps it in the headers)."""
+    try:
+        return json.loads(raw)["headers"]["id"]
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def _text(value: bytes | str) -> str:
