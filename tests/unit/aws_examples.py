@@ -1,6 +1,7 @@
 """The AWS resources the example parameter files (deploy/aws/environments/example) stand for,
 made in moto: a VPC, four subnets and the UI's certificate, the example files pointed at them,
-and a stack deployed with the parameters `make -C deploy/aws` would pass."""
+and a stack deployed with the parameters `make -C deploy/aws` would pass. The fixtures `aws`
+and `stacks` in conftest.py use them."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from pathlib import Path
 import boto3
 
 from airflow_stack.host import awsdeploy
+from tests.unit import moto_cfn  # noqa: F401 - registers the extra CloudFormation types
 
 AWS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "aws"
 REGION = "eu-west-1"
+IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/airflow-stack:1.0.0"
 
 
 def network() -> dict[str, str]:

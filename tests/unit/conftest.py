@@ -34,3 +34,40 @@ def aws_test_credentials(monkeypatch) -> None:
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """In-process moto (every service) with test credentials in the region of the examples."""
+    from moto import mock_aws
+
+    from tests.unit.aws_examples import REGION
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def stacks(aws, tmp_path):
+    """The three stacks deployed in moto as `make -C deploy/aws` deploys them; their outputs."""
+    from tests.unit.aws_examples import IMAGE, deploy, network, params_file
+
+    ids = network()
+    data = deploy("staging-airflow-data", "data", params_file(tmp_path, "data", ids), EnvironmentName="staging")
+    apps = deploy(
+        "staging-airflow-apps", "apps", params_file(tmp_path, "apps", ids), data, EnvironmentName="staging", Image=IMAGE
+    )
+    workers = deploy(
+        "staging-airflow-workers",
+        "workers",
+        params_file(tmp_path, "workers", ids),
+        data,
+        apps,
+        EnvironmentName="staging",
+        Image=IMAGE,
+    )
+    return {"data": data, "apps": apps, "workers": workers, "ids": ids, "tmp_path": tmp_path}

@@ -8,7 +8,11 @@ registers them; only the in-process `mock_aws` mode sees them. It also gives mot
 parameter group and EFS access point the physical id CloudFormation's `Ref` returns (the
 name, the id): without one, moto's `Ref` yields the model object itself. And it computes a
 stack's outputs after a change set runs (`aws cloudformation deploy` creates stacks that way),
-which moto 5.2 leaves empty.
+which moto 5.2 leaves empty. And it stores an IAM role's inline policies as the JSON
+documents AWS would, so that moto's IAM enforcement can read them, keeps a task
+definition's roles, which moto's CloudFormation drops, and evaluates a policy's conditions as AWS
+does (`permission`; moto's own evaluation turned the buckets' "deny unless HTTPS" into "deny
+every call").
 """
 
 from __future__ import annotations
@@ -22,13 +26,137 @@ import boto3
 from moto.cloudformation import parsing
 from moto.cloudformation.models import CloudFormationBackend
 from moto.core.common_models import CloudFormationModel
+from moto.core.utils import pascal_to_camelcase, remap_nested_keys
+from moto.ecs.models import TaskDefinition, ecs_backends
 from moto.efs.models import AccessPoint
+from moto.iam import policy_conditions
+from moto.iam.access_control import IAMPolicy, PermissionResult
+from moto.iam.models import Role, iam_backends
 from moto.rds.models import DBParameterGroup
+from moto.s3.models import FakeBucket
+from moto.utilities.utils import get_partition
 
 if not hasattr(DBParameterGroup, "physical_resource_id"):
     DBParameterGroup.physical_resource_id = property(lambda self: self.name)
 if not hasattr(AccessPoint, "physical_resource_id"):
     AccessPoint.physical_resource_id = property(lambda self: self.access_point_id)
+
+_create_role = Role.create_from_cloudformation_json.__func__
+
+
+def _without_no_value(value: Any) -> Any:
+    """CloudFormation drops `AWS::NoValue` (None here) from lists; moto keeps it."""
+    if isinstance(value, dict):
+        return {k: _without_no_value(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_no_value(v) for v in value if v is not None]
+    return value
+
+
+def _create_role_with_json_policies(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    """moto stores a role's inline policies as the template's dicts, which its own IAM
+    enforcement cannot read; store the JSON AWS would, and attach the managed policies moto has."""
+    role = _create_role(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+    for name, document in list(role.policies.items()):
+        if not isinstance(document, str):
+            role.policies[name] = json.dumps(_without_no_value(document))
+    backend = iam_backends[account_id][get_partition(region_name)]
+    known = {policy.arn for policy in backend.managed_policies.values()}
+    for arn in cloudformation_json["Properties"].get("ManagedPolicyArns") or []:
+        if arn in known:
+            backend.attach_role_policy(arn, role.name)
+    return role
+
+
+if getattr(Role.create_from_cloudformation_json, "__name__", "") != "_create_role_with_json_policies":
+    Role.create_from_cloudformation_json = classmethod(_create_role_with_json_policies)
+
+
+def _create_task_definition(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    """moto's CloudFormation keeps only a task definition's containers, volumes and memory; keep
+    what ECS would: its roles, CPU, network mode, compatibilities and platform."""
+    properties = cloudformation_json["Properties"]
+    return ecs_backends[account_id][region_name].register_task_definition(
+        family=properties.get("Family", resource_name),
+        container_definitions=remap_nested_keys(properties.get("ContainerDefinitions", []), pascal_to_camelcase),
+        volumes=[_volume(volume) for volume in properties.get("Volumes", [])],
+        network_mode=properties.get("NetworkMode"),
+        requires_compatibilities=properties.get("RequiresCompatibilities"),
+        cpu=properties.get("Cpu"),
+        memory=properties.get("Memory"),
+        task_role_arn=properties.get("TaskRoleArn"),
+        execution_role_arn=properties.get("ExecutionRoleArn"),
+        runtime_platform=remap_nested_keys(properties["RuntimePlatform"], pascal_to_camelcase)
+        if "RuntimePlatform" in properties
+        else None,
+    )
+
+
+def _volume(volume: dict[str, Any]) -> dict[str, Any]:
+    """A task definition's volume as the ECS API spells it (EFS -> efs, IAM -> iam)."""
+    out = {"name": volume["Name"]}
+    if "EFSVolumeConfiguration" in volume:
+        efs = volume["EFSVolumeConfiguration"]
+        authorization = efs.get("AuthorizationConfig", {})
+        out["efsVolumeConfiguration"] = {
+            "fileSystemId": efs["FilesystemId"],
+            "transitEncryption": efs.get("TransitEncryption", "DISABLED"),
+            "authorizationConfig": {
+                "accessPointId": authorization.get("AccessPointId"),
+                "iam": authorization.get("IAM"),
+            },
+        }
+    return out
+
+
+if getattr(TaskDefinition.create_from_cloudformation_json, "__name__", "") != "_create_task_definition":
+    TaskDefinition.create_from_cloudformation_json = classmethod(_create_task_definition)
+
+
+def _bool_operation(expected: list[str] | str, actual: str) -> bool:
+    values = expected if isinstance(expected, list) else [expected]
+    return str(actual).lower() in {str(v).lower() for v in values}
+
+
+policy_conditions.CONDITION_OPERATIONS.setdefault("Bool", _bool_operation)
+
+
+def _conditions_hold(conditions: dict | None, context: dict[str, str]) -> bool:
+    if not conditions:
+        return True
+    for condition in policy_conditions.TrustRelationShipConditions(conditions):
+        keys = condition.context_keys
+        if any(key not in context for key in keys):
+            return False  # a key the request does not carry: the condition is not met
+        if not condition.verify_condition([context[key] for key in keys]):
+            return False
+    return True
+
+
+def permission(document: str, action: str, resource: str, context: dict[str, str] | None = None) -> PermissionResult:
+    """One policy document's answer for `action` on `resource` in a request carrying the
+    condition keys `context`. moto's evaluator answers DENIED for any statement whose condition
+    does not hold, even an Allow, or a Deny that therefore does not apply, and ignores `Bool`;
+    here a statement whose condition does not hold is left out, as AWS leaves it out."""
+    policy = json.loads(document)
+    statements = policy["Statement"] if isinstance(policy["Statement"], list) else [policy["Statement"]]
+    applicable = [
+        {k: v for k, v in statement.items() if k != "Condition"}
+        for statement in statements
+        if _conditions_hold(statement.get("Condition"), context or {})
+    ]
+    return IAMPolicy(json.dumps({**policy, "Statement": applicable})).is_action_permitted(action, resource)
+
+
+def _bucket_permission_over_https(self, action: str, resource: str) -> Any:
+    """The bucket policy's answer for a request over HTTPS (in-process boto3 calls are, as the
+    components' are): moto otherwise reads "deny unless aws:SecureTransport" as "deny all"."""
+    if self.policy is None:
+        return PermissionResult.NEUTRAL
+    return permission(self.policy.decode(), action, resource, {"aws:SecureTransport": "true"})
+
+
+FakeBucket.get_permission = _bucket_permission_over_https
 
 _execute_change_set = CloudFormationBackend.execute_change_set
 

@@ -10,13 +10,10 @@ import json
 import boto3
 import pytest
 from cfnlint.decode import decode
-from moto import mock_aws
 
 from airflow_stack.host import awsdeploy
-from tests.unit import moto_cfn  # noqa: F401 - registers the extra CloudFormation types
-from tests.unit.aws_examples import AWS_DIR, REGION, deploy, network, params_file
+from tests.unit.aws_examples import AWS_DIR, IMAGE, REGION, deploy, network, params_file
 
-IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/airflow-stack:1.0.0"
 SECRET_NAMES = [
     "admin-password",
     "api-secret-key",
@@ -26,35 +23,6 @@ SECRET_NAMES = [
     "jwt-secret",
     "redis-auth-token",
 ]
-
-
-@pytest.fixture
-def aws(monkeypatch):
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        yield
-
-
-@pytest.fixture
-def stacks(aws, tmp_path):
-    ids = network()
-    data = deploy("staging-airflow-data", "data", params_file(tmp_path, "data", ids), EnvironmentName="staging")
-    apps = deploy(
-        "staging-airflow-apps", "apps", params_file(tmp_path, "apps", ids), data, EnvironmentName="staging", Image=IMAGE
-    )
-    workers = deploy(
-        "staging-airflow-workers",
-        "workers",
-        params_file(tmp_path, "workers", ids),
-        data,
-        apps,
-        EnvironmentName="staging",
-        Image=IMAGE,
-    )
-    return {"data": data, "apps": apps, "workers": workers, "ids": ids, "tmp_path": tmp_path}
 
 
 def task_definition(family: str) -> dict:
