@@ -17,14 +17,16 @@ REGION = "eu-west-1"
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/airflow-stack:1.0.0"
 
 
-def network() -> dict[str, str]:
+def network(cidr: str = "172.31.0.0/16") -> dict[str, str]:
     """A VPC with public and private subnets in two zones and the UI's certificate, keyed by
-    the placeholder ids of the example files."""
+    the placeholder ids of the example files. The default range is that of an account's default
+    VPC, outside 10.0.0.0/8: the templates must assume no range."""
     ec2 = boto3.client("ec2", region_name=REGION)
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    vpc = ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
     ids = {"vpc-0123456789abcdef0": vpc}
+    prefix = ".".join(cidr.split(".")[:2])
     for n, (example, zone) in enumerate([("a", "a"), ("b", "b"), ("c", "a"), ("d", "b")]):
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{n}.0/24", AvailabilityZone=f"{REGION}{zone}")
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=f"{prefix}.{n}.0/24", AvailabilityZone=f"{REGION}{zone}")
         ids[f"subnet-0{example * 16}"] = subnet["Subnet"]["SubnetId"]
     certificate = boto3.client("acm", region_name=REGION).request_certificate(DomainName="airflow.example.com")
     ids["arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"] = certificate[

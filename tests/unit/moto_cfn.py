@@ -10,7 +10,8 @@ name, the id): without one, moto's `Ref` yields the model object itself. And it 
 stack's outputs after a change set runs (`aws cloudformation deploy` creates stacks that way),
 which moto 5.2 leaves empty. And it stores an IAM role's inline policies as the JSON
 documents AWS would, so that moto's IAM enforcement can read them, keeps a task
-definition's roles, which moto's CloudFormation drops, and evaluates a policy's conditions as AWS
+definition's roles, a service's network configuration and a security group's egress rules,
+which moto's CloudFormation drops, and evaluates a policy's conditions as AWS
 does (`permission`; moto's own evaluation turned the buckets' "deny unless HTTPS" into "deny
 every call").
 """
@@ -27,7 +28,8 @@ from moto.cloudformation import parsing
 from moto.cloudformation.models import CloudFormationBackend
 from moto.core.common_models import CloudFormationModel
 from moto.core.utils import pascal_to_camelcase, remap_nested_keys
-from moto.ecs.models import TaskDefinition, ecs_backends
+from moto.ec2.models.security_groups import SecurityGroup
+from moto.ecs.models import Cluster, Service, TaskDefinition, ecs_backends
 from moto.efs.models import AccessPoint
 from moto.iam import policy_conditions
 from moto.iam.access_control import IAMPolicy, PermissionResult
@@ -90,6 +92,28 @@ def _create_task_definition(cls, resource_name, cloudformation_json, account_id,
         if "RuntimePlatform" in properties
         else None,
     )
+
+
+def _create_service(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    """moto's CloudFormation keeps a service's cluster, task definition and count; keep its
+    network configuration (subnets, security groups) and launch type as ECS would."""
+    properties = cloudformation_json["Properties"]
+    cluster = properties["Cluster"]
+    definition = properties["TaskDefinition"]
+    return ecs_backends[account_id][region_name].create_service(
+        cluster.name if isinstance(cluster, Cluster) else cluster,
+        resource_name,
+        properties.get("DesiredCount"),
+        task_definition_str=definition.family if isinstance(definition, TaskDefinition) else definition,
+        launch_type=properties.get("LaunchType"),
+        network_configuration=remap_nested_keys(properties["NetworkConfiguration"], pascal_to_camelcase)
+        if "NetworkConfiguration" in properties
+        else None,
+    )
+
+
+if getattr(Service.create_from_cloudformation_json, "__name__", "") != "_create_service":
+    Service.create_from_cloudformation_json = classmethod(_create_service)
 
 
 def _volume(volume: dict[str, Any]) -> dict[str, Any]:
@@ -257,6 +281,47 @@ class BucketPolicy(_ApiBacked, CloudFormationModel):
     def create(cls, client, name, props):
         client.put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(props["PolicyDocument"]))
         return props["Bucket"], {}
+
+
+def _egress_permission(rule: dict[str, Any]) -> dict[str, Any]:
+    """An egress rule of a template as the EC2 API's IpPermission."""
+    permission: dict[str, Any] = {"IpProtocol": str(rule["IpProtocol"])}
+    if "FromPort" in rule:
+        permission |= {"FromPort": int(rule["FromPort"]), "ToPort": int(rule["ToPort"])}
+    if "DestinationSecurityGroupId" in rule:
+        permission["UserIdGroupPairs"] = [{"GroupId": rule["DestinationSecurityGroupId"]}]
+    else:
+        permission["IpRanges"] = [{"CidrIp": rule["CidrIp"]}]
+    return permission
+
+
+class SecurityGroupEgress(_ApiBacked, CloudFormationModel):
+    TYPE, SERVICE = "AWS::EC2::SecurityGroupEgress", "ec2"
+
+    @classmethod
+    def create(cls, client, name, props):
+        client.authorize_security_group_egress(GroupId=props["GroupId"], IpPermissions=[_egress_permission(props)])
+        return f"{props['GroupId']}-egress-{name}", {}
+
+
+_create_security_group = SecurityGroup.create_from_cloudformation_json.__func__
+
+
+def _create_security_group_with_egress(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    """moto's CloudFormation ignores a group's `SecurityGroupEgress` and leaves EC2's default
+    "all traffic anywhere"; EC2 replaces that default with the listed rules."""
+    group = _create_security_group(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+    egress = cloudformation_json["Properties"].get("SecurityGroupEgress")
+    if egress:
+        client = boto3.client("ec2", region_name=region_name)
+        default = {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+        client.revoke_security_group_egress(GroupId=group.id, IpPermissions=[default])
+        client.authorize_security_group_egress(GroupId=group.id, IpPermissions=[_egress_permission(r) for r in egress])
+    return group
+
+
+if getattr(SecurityGroup.create_from_cloudformation_json, "__name__", "") != "_create_security_group_with_egress":
+    SecurityGroup.create_from_cloudformation_json = classmethod(_create_security_group_with_egress)
 
 
 class Secret(_ApiBacked, CloudFormationModel):

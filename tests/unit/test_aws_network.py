@@ -1,0 +1,148 @@
+"""The security groups of the three stacks, deployed in moto in VPCs outside 10.0.0.0/8, evaluated
+as EC2 evaluates them: a connection needs an egress rule of one of the source's groups and an
+ingress rule of one of the destination's groups, each naming the other side's group or a range
+holding its address. Every flow the stack needs must pass, none may rest on an address range
+of the VPC, and DAG code's outbound traffic follows DagEgressCidr."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import boto3
+import pytest
+
+from tests.unit.aws_examples import IMAGE, REGION, deploy, network, params_file
+
+PRIVATE = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
+
+
+def deploy_all(tmp_path, cidr: str, **data_overrides: str) -> dict[str, dict[str, str]]:
+    ids = network(cidr)
+    data = deploy(
+        "staging-airflow-data", "data", params_file(tmp_path, "data", ids), EnvironmentName="staging", **data_overrides
+    )
+    apps = deploy(
+        "staging-airflow-apps", "apps", params_file(tmp_path, "apps", ids), data, EnvironmentName="staging", Image=IMAGE
+    )
+    workers = deploy(
+        "staging-airflow-workers",
+        "workers",
+        params_file(tmp_path, "workers", ids),
+        data,
+        apps,
+        EnvironmentName="staging",
+        Image=IMAGE,
+    )
+    return {"data": data, "apps": apps, "workers": workers}
+
+
+def service_groups() -> dict[str, set[str]]:
+    """Each ECS service's security groups, by service name."""
+    ecs = boto3.client("ecs", region_name=REGION)
+    groups: dict[str, set[str]] = {}
+    for cluster in ecs.list_clusters()["clusterArns"]:
+        arns = ecs.list_services(cluster=cluster)["serviceArns"]
+        for service in ecs.describe_services(cluster=cluster, services=arns)["services"]:
+            vpc = service["networkConfiguration"]["awsvpcConfiguration"]
+            groups[service["serviceName"]] = set(vpc["securityGroups"])
+    return groups
+
+
+def rules() -> dict[str, dict[str, list[dict]]]:
+    ec2 = boto3.client("ec2", region_name=REGION)
+    return {
+        g["GroupId"]: {"in": g.get("IpPermissions", []), "out": g.get("IpPermissionsEgress", [])}
+        for g in ec2.describe_security_groups()["SecurityGroups"]
+    }
+
+
+def _covers(rule: dict, port: int) -> bool:
+    return rule["IpProtocol"] == "-1" or (rule["IpProtocol"] == "tcp" and rule["FromPort"] <= port <= rule["ToPort"])
+
+
+def _names(rule: dict, groups: set[str], address: str | None) -> bool:
+    if groups & {pair["GroupId"] for pair in rule.get("UserIdGroupPairs", [])}:
+        return True
+    return address is not None and any(
+        ipaddress.ip_address(address) in ipaddress.ip_network(r["CidrIp"]) for r in rule.get("IpRanges", [])
+    )
+
+
+def admits(source: set[str], destination: set[str] | None, port: int, address: str | None = None) -> bool:
+    """Whether a task in groups `source` may open a TCP connection to `port` of a resource in
+    groups `destination` (None: outside the VPC, at `address`), by their rules."""
+    table = rules()
+    out = any(_covers(r, port) and _names(r, destination or set(), address) for g in source for r in table[g]["out"])
+    if destination is None:
+        return out
+    return out and any(_covers(r, port) and _names(r, source, None) for g in destination for r in table[g]["in"])
+
+
+def group_of(name_tag: str) -> set[str]:
+    ec2 = boto3.client("ec2", region_name=REGION)
+    found = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["*"]}])["SecurityGroups"]
+    return {g["GroupId"] for g in found if {"Key": "Name", "Value": name_tag} in g.get("Tags", [])}
+
+
+def data_store_groups() -> dict[str, set[str]]:
+    """The groups of the database, Redis and EFS, by what they admit."""
+    ec2 = boto3.client("ec2", region_name=REGION)
+    by_port: dict[str, set[str]] = {}
+    for group in ec2.describe_security_groups()["SecurityGroups"]:
+        for rule in group.get("IpPermissions", []):
+            for port, store in ((5432, "database"), (6379, "redis"), (2049, "efs")):
+                if rule.get("FromPort") == port:
+                    by_port.setdefault(store, set()).add(group["GroupId"])
+    return by_port
+
+
+@pytest.mark.parametrize("cidr", ["172.31.0.0/16", "192.168.0.0/16"])
+def test_every_flow_the_stack_needs_passes_in_a_vpc_outside_10_8(aws, tmp_path, cidr):
+    stacks = deploy_all(tmp_path, cidr)
+    services = service_groups()
+    stores = data_store_groups()
+    balancer = boto3.client("elbv2", region_name=REGION).describe_load_balancers()["LoadBalancers"][0]
+    lb = set(balancer["SecurityGroups"])
+    for service, groups in services.items():
+        for store, port in (("redis", 6379), ("efs", 2049)):
+            assert admits(groups, stores[store], port), (service, store)
+        assert admits(groups, None, 443, "52.95.110.1"), (service, "AWS APIs over HTTPS")
+    for service in ("api-server", "scheduler", "dag-processor", "triggerer", "monitor"):
+        assert admits(services[service], stores["database"], 5432), service
+    assert admits(services["worker"], services["api-server"], 8080), "worker -> execution API"
+    assert admits(services["api-server"], services["worker"], 8793), "api-server -> worker log server"
+    assert admits(services["api-server"], services["triggerer"], 8794), "api-server -> triggerer log server"
+    assert admits(lb, services["api-server"], 8080), "load balancer -> api-server"
+    assert admits(lb, services["flower"], 5555), "load balancer -> Flower"
+    assert stacks["data"]["AirflowTasksSecurityGroupId"] in services["worker"]
+
+
+def test_no_rule_rests_on_a_private_address_range(aws, tmp_path):
+    deploy_all(tmp_path, "172.31.0.0/16")
+    for group, table in rules().items():
+        for rule in table["in"] + table["out"]:
+            for cidr in (r["CidrIp"] for r in rule.get("IpRanges", [])):
+                network_ = ipaddress.ip_network(cidr)
+                assert not any(
+                    network_.subnet_of(p) for p in PRIVATE if network_ != ipaddress.ip_network("127.0.0.1/32")
+                ), (
+                    group,
+                    rule,
+                )
+
+
+def test_dag_code_reaches_any_system_by_default_and_only_dag_egress_cidr_when_set(aws, tmp_path):
+    deploy_all(tmp_path, "172.31.0.0/16")
+    services = service_groups()
+    smtp = ("198.51.100.7", 25)
+    assert admits(services["worker"], None, smtp[1], smtp[0])
+    assert admits(services["triggerer"], None, smtp[1], smtp[0])
+    assert not admits(services["api-server"], None, smtp[1], smtp[0]), "only DAG code gets open egress"
+
+
+def test_dag_egress_can_be_narrowed(aws, tmp_path):
+    deploy_all(tmp_path, "192.168.0.0/16", DagEgressCidr="198.51.100.0/24")
+    worker = service_groups()["worker"]
+    assert admits(worker, None, 25, "198.51.100.7")
+    assert not admits(worker, None, 25, "203.0.113.9")
+    assert admits(worker, None, 443, "203.0.113.9"), "HTTPS stays open for AWS APIs"
