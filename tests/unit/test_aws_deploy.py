@@ -168,3 +168,22 @@ def test_a_parameter_file_with_an_unknown_key_is_refused_before_anything_deploys
             AWS_DIR / "templates" / "apps.yaml", [(str(path), awsdeploy.read_params_file(path))], strict=[str(path)]
         )
     assert "SchedulerCuont" in caught.value.problem and caught.value.setting == str(path)
+
+
+def test_the_public_listener_answers_404_for_the_execution_api_and_the_fingerprints(stacks):
+    elbv2 = boto3.client("elbv2", region_name=REGION)
+    balancer = elbv2.describe_load_balancers()["LoadBalancers"][0]["LoadBalancerArn"]
+    https = next(x for x in elbv2.describe_listeners(LoadBalancerArn=balancer)["Listeners"] if x["Port"] == 443)
+    rules = [r for r in elbv2.describe_rules(ListenerArn=https["ListenerArn"])["Rules"] if not r["IsDefault"]]
+    denied = {
+        value: rule["Actions"][0]
+        for rule in rules
+        for condition in rule["Conditions"]
+        if condition["Field"] == "path-pattern"
+        for value in condition.get("PathPatternConfig", {}).get("Values", condition.get("Values", []))
+    }
+    for path in ("/execution/*", "/airflow-stack/*"):
+        assert denied[path]["Type"] == "fixed-response", denied
+        assert denied[path]["FixedResponseConfig"]["StatusCode"] == "404"
+    assert min(int(r["Priority"]) for r in rules) == 1
+
