@@ -264,6 +264,27 @@ def test_a_restart_mid_run_loses_no_task(stack: Stack, api: httpx.Client, case: 
     assert not returned_by_monitor(stack, fault_at), stack.logs("monitor", "worker")
 
 
+def test_redis_losing_its_data_mid_run_loses_no_task(stack: Stack, api: httpx.Client):
+    """Redis restarted with its volume emptied (a restart without its append-only file, a failover
+    that lost the last writes): the messages waiting in the queue are gone. The running tasks
+    finish; the monitor finds the queued tasks whose message is nowhere and hands them to the
+    scheduler's stuck-in-queued check, which queues them again."""
+    run_id = start_run(stack, api, running=16)
+    waiting = int(redis_cli(stack, "LLEN", "default"))
+    assert waiting > 0, "no message waiting in the queue: nothing for Redis to lose"
+    fault_at = time.time()
+    stack.run("stop", "redis")
+    stack.run("run", "--rm", "--no-deps", "-T", "--entrypoint", "sh", "redis", "-c", "rm -rf /data/*")
+    stack.run("start", "redis")
+    assert redis_cli(stack, "LLEN", "default") == "0", "Redis kept its queue"
+    tis = finish(stack, api, run_id, "Redis data lost", fault_at, timeout=480)
+    handed = log_lines(stack, "monitor", fault_at, "the broker lost the messages")
+    assert handed, stack.logs("monitor", "scheduler")
+    assert sum(line.count(f"{DAG}.work[") for line in handed) >= 1, handed
+    assert all(t["state"] == "success" for t in tis), tis
+    assert not started_twice(stack, fault_at), stack.logs("worker")
+
+
 def test_two_schedulers_one_killed_mid_run_loses_no_task(stack: Stack, api: httpx.Client):
     """As on AWS (two schedulers): one is SIGKILLed mid-run; the other carries the run."""
     stack.run("up", "-d", "--no-recreate", "--scale", "scheduler=2", "scheduler")

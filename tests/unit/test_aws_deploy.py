@@ -186,4 +186,3 @@ def test_the_public_listener_answers_404_for_the_execution_api_and_the_fingerpri
         assert denied[path]["Type"] == "fixed-response", denied
         assert denied[path]["FixedResponseConfig"]["StatusCode"] == "404"
     assert min(int(r["Priority"]) for r in rules) == 1
-
