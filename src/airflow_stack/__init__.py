@@ -39,8 +39,10 @@ the picture). A unit test keeps this map complete.
       tasklogs               a task log file that cannot be written is reported, not fatal
       scaleprotect           ECS task scale-in protection while the worker holds tasks
     ops/                     operations
-      monitor                queue depth, desired workers, heartbeats to logs, Prometheus, CloudWatch
+      monitor                queue depth, desired workers, heartbeats to logs, Prometheus, CloudWatch, ECS
       requeue                a dead worker's taken, unstarted messages back to their queue
+      lostqueued             queued tasks whose message the broker lost, handed back to the scheduler
+      scaler                 the ECS worker services' desired count from the queue (the `ecs` sink)
       loggroom               the log-groomer component: local log retention
       s3logs                 S3 task logs: switched on by one setting, probed at start
     apiserver/               inside the api-server

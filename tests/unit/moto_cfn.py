@@ -96,7 +96,7 @@ def _create_task_definition(cls, resource_name, cloudformation_json, account_id,
 
 def _create_service(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
     """moto's CloudFormation keeps a service's cluster, task definition and count; keep its
-    network configuration (subnets, security groups) and launch type as ECS would."""
+    network configuration (subnets, security groups), launch type and tags as ECS would."""
     properties = cloudformation_json["Properties"]
     cluster = properties["Cluster"]
     definition = properties["TaskDefinition"]
@@ -106,6 +106,7 @@ def _create_service(cls, resource_name, cloudformation_json, account_id, region_
         properties.get("DesiredCount"),
         task_definition_str=definition.family if isinstance(definition, TaskDefinition) else definition,
         launch_type=properties.get("LaunchType"),
+        tags=[{"key": t["Key"], "value": str(t["Value"])} for t in properties.get("Tags", [])],
         network_configuration=remap_nested_keys(properties["NetworkConfiguration"], pascal_to_camelcase)
         if "NetworkConfiguration" in properties
         else None,
@@ -143,6 +144,7 @@ def _bool_operation(expected: list[str] | str, actual: str) -> bool:
 
 
 policy_conditions.CONDITION_OPERATIONS.setdefault("Bool", _bool_operation)
+policy_conditions.CONDITION_OPERATIONS.setdefault("ArnEquals", policy_conditions.string_equals_operation)
 
 
 def _conditions_hold(conditions: dict | None, context: dict[str, str]) -> bool:

@@ -12,6 +12,7 @@ import pytest
 from cfnlint.decode import decode
 
 from airflow_stack.host import awsdeploy
+from airflow_stack.ops import scaler
 from tests.unit.aws_examples import AWS_DIR, IMAGE, REGION, deploy, network, params_file
 
 SECRET_NAMES = [
@@ -133,7 +134,7 @@ def test_apps_stack_runs_every_component_with_secrets_from_secrets_manager(stack
     assert listeners[443]["Protocol"] == "HTTPS" and listeners[443]["Certificates"]
 
 
-def test_workers_have_no_database_credentials_and_scale_on_desired_workers(stacks):
+def test_workers_have_no_database_credentials_and_the_monitor_sizes_them(stacks):
     worker = task_definition("staging-airflow-worker")["containerDefinitions"][0]
     names = {e["name"] for e in worker["environment"]} | {s["name"] for s in worker["secrets"]}
     assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in names
@@ -143,21 +144,18 @@ def test_workers_have_no_database_credentials_and_scale_on_desired_workers(stack
     assert environment["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("rediss://")
     assert worker["stopTimeout"] == 120
 
+    # The monitor's ecs sink finds the service by its tags (airflow_stack.ops.scaler).
+    monitor = task_definition("staging-airflow-monitor")["containerDefinitions"][0]
+    monitor_env = {e["name"]: e["value"] for e in monitor["environment"]}
+    assert "ecs" in monitor_env["AIRFLOW_STACK_MONITOR_SINKS"].split(",")
+    assert monitor_env["AIRFLOW_STACK_WORKERS_CLUSTER"] == stacks["workers"]["ClusterName"]
+    pools = scaler.EcsCluster(stacks["workers"]["ClusterName"]).pools()
+    assert [(p.name, p.queue, p.minimum, p.maximum, p.concurrency, p.scale_in_after) for p in pools] == [
+        ("worker", "default", 0, 8, 16, 600.0)
+    ]
+    # No Application Auto Scaling policy or alarm would fight the monitor over the count.
     scaling = boto3.client("application-autoscaling", region_name=REGION)
-    target = scaling.describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"][0]
-    assert target["ResourceId"] == "service/staging-airflow-workers/worker"
-    assert (target["MinCapacity"], target["MaxCapacity"]) == (0, 8)
-    policies = scaling.describe_scaling_policies(ServiceNamespace="ecs")["ScalingPolicies"]
-    assert sorted(p["PolicyName"] for p in policies) == ["staging-workers-in", "staging-workers-out"]
-
-    alarms = boto3.client("cloudwatch", region_name=REGION).describe_alarms()["MetricAlarms"]
-    assert len(alarms) == 2
-    policy_arns = {p["PolicyARN"] for p in policies}
-    for alarm in alarms:
-        assert set(alarm["AlarmActions"]) <= policy_arns
-        desired = next(m for m in alarm["Metrics"] if m["Id"] == "desired")["MetricStat"]["Metric"]
-        assert (desired["Namespace"], desired["MetricName"]) == ("AirflowStack", "DesiredWorkers")
-        assert desired["Dimensions"] == [{"Name": "Stack", "Value": "staging"}]
+    assert scaling.describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"] == []
 
 
 def test_a_parameter_file_with_an_unknown_key_is_refused_before_anything_deploys(tmp_path):

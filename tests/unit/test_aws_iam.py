@@ -32,7 +32,7 @@ from moto.iam.access_control import PermissionResult
 
 from airflow_stack.core.errors import StackError
 from airflow_stack.dags.dagsource import S3Source, SourceError
-from airflow_stack.ops import monitor, s3logs
+from airflow_stack.ops import monitor, s3logs, scaler
 from tests.unit import moto_cfn
 from tests.unit.aws_examples import IMAGE, REGION, deploy, network, params_file
 
@@ -260,6 +260,26 @@ def test_the_monitor_puts_its_metrics_under_its_role(env, monkeypatch):
             role, f"{IAM_PREFIX.get(service, service)}:{operation}", "*", {"cloudwatch:namespace": params["Namespace"]}
         ), params
     assert not allows(role, "cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "SomeoneElse"})
+
+
+def test_the_monitor_sizes_the_worker_services_and_no_others(env, monkeypatch):
+    """The scaler's calls through moto (ECS enforcement there is against `*`), then each call
+    evaluated for its real ARN and the `ecs:cluster` key."""
+    component_env = container_environment("staging-airflow-monitor")
+    role = task_role("staging-airflow-monitor")
+    calls = recorded_calls(monkeypatch)
+    cluster = scaler.EcsCluster(component_env["AIRFLOW_STACK_WORKERS_CLUSTER"])
+    pools = cluster.pools()
+    cluster.set_desired(pools[0].service, 3)
+    calls = list(calls)
+    workers_cluster = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{env['workers']['ClusterName']}"
+    service = f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/{env['workers']['ClusterName']}/worker"
+    assert [op for _, op, _ in calls] == ["ListServices", "DescribeServices", "UpdateService"]
+    assert allows(role, "ecs:ListServices", "*", {"ecs:cluster": workers_cluster})
+    assert allows(role, "ecs:DescribeServices", service) and allows(role, "ecs:UpdateService", service)
+    apps_cluster = env["apps"]["ClusterName"]
+    assert not allows(role, "ecs:ListServices", "*", {"ecs:cluster": workers_cluster.replace("workers", "apps")})
+    assert not allows(role, "ecs:UpdateService", f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/{apps_cluster}/api-server")
 
 
 def test_a_worker_may_protect_its_own_tasks_from_scale_in_and_no_others(env):

@@ -46,6 +46,7 @@ ECS_ONLY = {
     "AIRFLOW_STACK_DAG_SYNC_INTERVAL": "30 s on ECS; locally the shorter default shows a publish at once",
     "AIRFLOW_STACK_DAG_SOURCE_TOKEN": "optional on both sides: ECS injects it when DagSourceTokenArn is set",
     "AIRFLOW_STACK_FLOWER_USERNAME": "the basic-auth user; compose puts it into AIRFLOW__CELERY__FLOWER_BASIC_AUTH",
+    "AIRFLOW_STACK_WORKERS_CLUSTER": "the monitor sizes the ECS worker services; compose's workers are scaled by hand",
 }
 # In compose only, for every component, and why.
 COMPOSE_ONLY_EVERYWHERE = {

@@ -448,8 +448,9 @@ MONITOR_INTERVAL = _declare(
 MONITOR_SINKS = _declare(
     "AIRFLOW_STACK_MONITOR_SINKS",
     _JOBS,
-    "Where the monitor sends each sample.",
-    choices("log", "prometheus", "cloudwatch"),
+    "Where the monitor sends each sample; `ecs` sizes the worker services of AIRFLOW_STACK_WORKERS_CLUSTER "
+    "(airflow_stack.ops.scaler).",
+    choices("log", "prometheus", "cloudwatch", "ecs"),
     ("log",),
 )
 MONITOR_PROMETHEUS_PORT = _declare(
@@ -473,6 +474,19 @@ CLOUDWATCH_ENDPOINT_URL = _declare(
     "AIRFLOW_STACK_CLOUDWATCH_ENDPOINT_URL",
     _JOBS,
     "A CloudWatch-compatible endpoint instead of AWS's (tests).",
+    HTTP_URL,
+)
+WORKERS_CLUSTER = _declare(
+    "AIRFLOW_STACK_WORKERS_CLUSTER",
+    _JOBS,
+    "The ECS cluster whose worker services the monitor's `ecs` sink sizes (services tagged "
+    "`airflow-stack:max-workers`).",
+    TEXT,
+)
+ECS_ENDPOINT_URL = _declare(
+    "AIRFLOW_STACK_ECS_ENDPOINT_URL",
+    _JOBS,
+    "An ECS-compatible endpoint instead of AWS's (tests).",
     HTTP_URL,
 )
 REQUEUE = _declare(

@@ -15,6 +15,8 @@ and sends one sample to each sink of AIRFLOW_STACK_MONITOR_SINKS (comma-separate
     prometheus  gauges at http://:AIRFLOW_STACK_MONITOR_PROMETHEUS_PORT/metrics (9108)
     cloudwatch  PutMetricData in AIRFLOW_STACK_MONITOR_NAMESPACE (AirflowStack), with the
                 dimension Stack=AIRFLOW_STACK_MONITOR_STACK (and Queue= for per-queue values)
+    ecs         the desired count of each worker service of AIRFLOW_STACK_WORKERS_CLUSTER
+                (airflow_stack.ops.scaler: the workers' autoscaling on AWS)
 
 After each sample it returns to their queue the messages a dead worker had taken and not
 started (requeue), and hands to the scheduler the queued tasks whose message the broker lost
@@ -35,7 +37,7 @@ from dataclasses import dataclass, field
 from airflow_stack.core import metadb, settings
 from airflow_stack.core.errors import log
 from airflow_stack.dags import releases
-from airflow_stack.ops import lostqueued, requeue
+from airflow_stack.ops import lostqueued, requeue, scaler
 
 DEFAULT_WORKER_CONCURRENCY = settings.WORKER_CONCURRENCY.default  # Airflow's [celery] worker_concurrency
 
@@ -152,7 +154,7 @@ def cloudwatch_sink(env: Mapping[str, str]) -> Callable[[Sample], None]:
 
 def make_sinks(env: Mapping[str, str]) -> list[Callable[[Sample], None]]:
     names = settings.MONITOR_SINKS.read(env) or settings.MONITOR_SINKS.default
-    factories = {"log": log_sink, "prometheus": prometheus_sink, "cloudwatch": cloudwatch_sink}
+    factories = {"log": log_sink, "prometheus": prometheus_sink, "cloudwatch": cloudwatch_sink, "ecs": scaler.ecs_sink}
     return [factories[name](env) for name in names]
 
 
