@@ -431,6 +431,17 @@ class Alarm(_ApiBacked, CloudFormationModel):
 
     @classmethod
     def create(cls, client, name, props):
+        name = props.get("AlarmName", name)
+        if "Metrics" in props:
+            metric: dict[str, Any] = {"Metrics": [cls._query(q) for q in props["Metrics"]]}
+        else:
+            metric = {
+                "Namespace": props["Namespace"],
+                "MetricName": props["MetricName"],
+                "Dimensions": props.get("Dimensions", []),
+                "Statistic": props["Statistic"],
+                "Period": int(props["Period"]),
+            }
         client.put_metric_alarm(
             AlarmName=name,
             AlarmDescription=props.get("AlarmDescription", ""),
@@ -439,7 +450,8 @@ class Alarm(_ApiBacked, CloudFormationModel):
             EvaluationPeriods=int(props["EvaluationPeriods"]),
             TreatMissingData=props.get("TreatMissingData", "missing"),
             AlarmActions=props.get("AlarmActions", []),
-            Metrics=[cls._query(q) for q in props["Metrics"]],
+            OKActions=props.get("OKActions", []),
+            **metric,
         )
         return name, {}
 

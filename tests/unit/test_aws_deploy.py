@@ -184,3 +184,39 @@ def test_the_public_listener_answers_404_for_the_execution_api_and_the_fingerpri
         assert denied[path]["Type"] == "fixed-response", denied
         assert denied[path]["FixedResponseConfig"]["StatusCode"] == "404"
     assert min(int(r["Priority"]) for r in rules) == 1
+
+
+def test_every_alarm_goes_to_the_environments_topic(stacks):
+    topic = stacks["data"]["AlarmTopicArn"]
+    alarms = {
+        a["AlarmName"]: a for a in boto3.client("cloudwatch", region_name=REGION).describe_alarms()["MetricAlarms"]
+    }
+    expected = {
+        "staging-airflow-monitor-silent": ("AirflowStack", "QueuedTasks"),
+        "staging-airflow-scheduler-heartbeat": ("AirflowStack", "SchedulerHeartbeatAge"),
+        "staging-airflow-queued-too-long": ("AirflowStack", "OldestQueuedTaskAge"),
+        "staging-airflow-dag-sync-errors": ("AirflowStack", "DagSyncErrors-staging"),
+        "staging-airflow-database-cpu": ("AWS/RDS", "CPUUtilization"),
+        "staging-airflow-database-storage": ("AWS/RDS", "FreeStorageSpace"),
+        "staging-airflow-database-connections": ("AWS/RDS", "DatabaseConnections"),
+        "staging-airflow-redis-memory": ("AWS/ElastiCache", "DatabaseMemoryUsagePercentage"),
+    }
+    assert set(alarms) == set(expected)  # no release-age alarm unless DagReleaseAlarmSeconds is set
+    for name, (namespace, metric) in expected.items():
+        assert (alarms[name]["Namespace"], alarms[name]["MetricName"]) == (namespace, metric), name
+        assert alarms[name]["AlarmActions"] == [topic] and alarms[name]["OKActions"] == [topic], name
+    assert alarms["staging-airflow-monitor-silent"]["TreatMissingData"] == "breaching"  # silence is not "no work"
+
+
+def test_the_dag_sync_error_filter_matches_what_dag_sync_logs():
+    """The metric filter's terms are the words dag-sync writes when it rejects an artifact or a
+    poll breaks (airflow_stack.dags.dagsync), so renaming either breaks this test, not the alarm."""
+    import re
+
+    from airflow_stack.dags import dagsync
+
+    template = decode(str(AWS_DIR / "templates" / "apps.yaml"))[0]
+    pattern = template["Resources"]["DagSyncErrorsFilter"]["Properties"]["FilterPattern"]
+    terms = re.findall(r'\?"([^"]+)"', pattern)
+    source = open(dagsync.__file__).read()
+    assert terms and all(term in source for term in terms), (terms, pattern)

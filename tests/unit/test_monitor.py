@@ -27,6 +27,9 @@ def test_metrics_have_totals_per_queue_values_and_leave_unknowns_out():
     assert rows[("DesiredWorkers", ())] == (1, "Count")
     assert rows[("SchedulerHeartbeatAge", ())] == (4.3, "Seconds")
     assert not any(name == "DagReleaseAge" for name, _ in rows)
+    assert rows[("OldestQueuedTaskAge", ())] == (0, "Seconds")  # nothing queued: 0, so an alarm can clear
+    aged = monitor.Sample(queued={"default": 1}, oldest_queued_age=42.04).metrics()
+    assert ("OldestQueuedTaskAge", 42.0, "Seconds", {}) in aged
 
 
 def test_log_sink_prints_one_line(capsys):

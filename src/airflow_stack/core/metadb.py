@@ -58,6 +58,14 @@ def task_instance_states(conn, ids: list[str]) -> dict[str, str]:
         return {ti_id: state or "none" for ti_id, state in cursor.fetchall()}
 
 
+def oldest_queued_age(conn) -> float | None:
+    """Seconds the longest-queued task instance has waited; None when none is queued."""
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT EXTRACT(EPOCH FROM now() - min(queued_dttm)) FROM task_instance WHERE state = 'queued'")
+        row = cursor.fetchone()
+    return None if row is None or row[0] is None else max(0.0, float(row[0]))
+
+
 def queued_task_instances(conn, older_than: float, limit: int = 5000) -> list[tuple]:
     """Task instances `queued` for at least `older_than` seconds that have a Celery task id:
     (id, Celery task id, queue, queued_dttm, "dag.task[index] try N"), oldest first."""

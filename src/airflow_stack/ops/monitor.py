@@ -8,6 +8,7 @@ Every AIRFLOW_STACK_MONITOR_INTERVAL seconds (30) it reads, without importing Ai
                            needed so that no task waits; the workers' autoscaling target
     SchedulerHeartbeatAge  seconds since the newest running scheduler heartbeated
     DagReleaseAge          seconds since dag-sync activated the live DAG release (release mode)
+    OldestQueuedTaskAge    seconds the longest-queued task instance has waited (0: none queued)
 
 and sends one sample to each sink of AIRFLOW_STACK_MONITOR_SINKS (comma-separated):
 
@@ -49,6 +50,7 @@ class Sample:
     worker_concurrency: int = DEFAULT_WORKER_CONCURRENCY
     scheduler_heartbeat_age: float | None = None
     dag_release_age: float | None = None
+    oldest_queued_age: float | None = None  # None when nothing is queued
 
     @property
     def desired_workers(self) -> int:
@@ -69,6 +71,7 @@ class Sample:
             rows.append(("SchedulerHeartbeatAge", round(self.scheduler_heartbeat_age, 1), "Seconds", {}))
         if self.dag_release_age is not None:
             rows.append(("DagReleaseAge", round(self.dag_release_age), "Seconds", {}))
+        rows.append(("OldestQueuedTaskAge", round(self.oldest_queued_age or 0.0, 1), "Seconds", {}))
         return rows
 
 
@@ -85,6 +88,7 @@ def take_sample(env: Mapping[str, str]) -> Sample:
     try:
         counts = metadb.task_counts(conn, ("queued", "running"))
         heartbeat = metadb.heartbeat_age(conn, "SchedulerJob", None)
+        oldest = metadb.oldest_queued_age(conn)
     finally:
         conn.close()
     return Sample(
@@ -93,6 +97,7 @@ def take_sample(env: Mapping[str, str]) -> Sample:
         worker_concurrency=settings.WORKER_CONCURRENCY.read(env),
         scheduler_heartbeat_age=heartbeat,
         dag_release_age=release_age(env),
+        oldest_queued_age=oldest,
     )
 
 
