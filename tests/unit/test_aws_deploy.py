@@ -6,6 +6,7 @@ its CloudFormation lacks come from tests/unit/moto_cfn.py, created through moto'
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import boto3
 import pytest
@@ -218,5 +219,5 @@ def test_the_dag_sync_error_filter_matches_what_dag_sync_logs():
     template = decode(str(AWS_DIR / "templates" / "apps.yaml"))[0]
     pattern = template["Resources"]["DagSyncErrorsFilter"]["Properties"]["FilterPattern"]
     terms = re.findall(r'\?"([^"]+)"', pattern)
-    source = open(dagsync.__file__).read()
+    source = Path(dagsync.__file__).read_text()
     assert terms and all(term in source for term in terms), (terms, pattern)
