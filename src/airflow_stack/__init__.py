@@ -55,6 +55,7 @@ the picture). A unit test keeps this map complete.
       stackwait              `make up`: wait until every compose service is ready
       dagpublish             `make dag-artifact`: publish a DAG folder as a versioned artifact
       awsdeploy              `make -C deploy/aws`: stack parameters and the fernet key secret
+      ecsrun                 `make -C deploy/aws db-migrate|bootstrap|airflow`: one-off tasks, pre-migration snapshot
       overrides              `make up`: your Airflow options (config/airflow.env) reach every Airflow container
       database               `make db-backup`, `db-restore`, `upgrade-check`: the metadata database from the host
 """
