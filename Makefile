@@ -14,6 +14,10 @@ ARTIFACTS_IMAGE   ?= airflow-stack-artifacts:latest
 # layer). Defaults to the host's trust store where it exists; set empty to pass none.
 CA_BUNDLE         ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 REGISTRY          ?=
+# The CPU the image is built for (docker's --platform): linux/amd64 for Fargate's X86_64, linux/arm64
+# for ARM64 (Graviton). Empty: the host's own. ARCH is what `make push` requires of the image.
+PLATFORM          ?=
+ARCH              ?= amd64
 UP_TIMEOUT        ?= 300
 # Your requirements.txt and packages.txt: this folder's (the repository root) unless
 # USER_DEPS_DIR names another folder holding both.
@@ -92,7 +96,7 @@ base-images: ## build stand-in base images from Debian packages where none can b
 build: base-images ## build the Airflow image with requirements.txt and packages.txt, and the local S3 and artifact images
 	@for f in requirements.txt packages.txt; do test -f "$(or $(USER_DEPS_DIR),.)/$$f" || { \
 		echo "error: $(or $(USER_DEPS_DIR),.)/$$f is missing; fix: restore it (git checkout -- $$f) or create it empty" >&2; exit 1; }; done
-	docker build $(IMAGE_BUILD_ARGS) --build-arg AIRFLOW_VERSION=$(AIRFLOW_VERSION) \
+	docker build $(if $(PLATFORM),--platform $(PLATFORM)) $(IMAGE_BUILD_ARGS) --build-arg AIRFLOW_VERSION=$(AIRFLOW_VERSION) \
 		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg CREATED=$(CREATED) \
 		-t $(AIRFLOW_IMAGE) .
 	docker build $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) --quiet \
@@ -100,8 +104,10 @@ build: base-images ## build the Airflow image with requirements.txt and packages
 	docker build --quiet -t $(ARTIFACTS_IMAGE) dev/artifacts >/dev/null
 
 .PHONY: push
-push: ## tag and push the image: make push REGISTRY=host/path [VERSION=tag]
+push: ## tag and push the image: make push REGISTRY=host/path [VERSION=tag] [ARCH=amd64|arm64]
 	@test -n "$(REGISTRY)" || { echo "error: REGISTRY is empty; fix: make push REGISTRY=registry.example.com/team" >&2; exit 1; }
+	@arch=$$(docker image inspect -f '{{.Architecture}}' $(AIRFLOW_IMAGE)); test "$$arch" = "$(ARCH)" || { \
+		echo "error: $(AIRFLOW_IMAGE) is built for $$arch, but ARCH=$(ARCH) (amd64 runs on Fargate's X86_64, arm64 on ARM64); fix: make build PLATFORM=linux/$(ARCH), or ARCH=$$arch with CpuArchitecture set to match" >&2; exit 1; }
 	docker tag $(AIRFLOW_IMAGE) $(REGISTRY)/airflow-stack:$(VERSION)
 	docker push $(REGISTRY)/airflow-stack:$(VERSION)
 

@@ -221,3 +221,30 @@ def test_the_dag_sync_error_filter_matches_what_dag_sync_logs():
     terms = re.findall(r'\?"([^"]+)"', pattern)
     source = Path(dagsync.__file__).read_text()
     assert terms and all(term in source for term in terms), (terms, pattern)
+
+
+def test_the_registry_scans_on_push_keeps_tags_immutable_and_expires_old_images(aws):
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    cloudformation.create_stack(
+        StackName="airflow-stack-registry", TemplateBody=(AWS_DIR / "templates" / "registry.yaml").read_text()
+    )
+    ecr = boto3.client("ecr", region_name=REGION)
+    repository = ecr.describe_repositories(repositoryNames=["airflow-stack"])["repositories"][0]
+    assert repository["imageTagMutability"] == "IMMUTABLE"
+    # moto's CloudFormation drops the scanning setting; the template states it
+    template = decode(str(AWS_DIR / "templates" / "registry.yaml"))[0]
+    assert template["Resources"]["Repository"]["Properties"]["ImageScanningConfiguration"] == {"ScanOnPush": True}
+    # and the lifecycle policy, which must be valid JSON once KeepImages is in
+    text = template["Resources"]["Repository"]["Properties"]["LifecyclePolicy"]["LifecyclePolicyText"]["Fn::Sub"]
+    rules = json.loads(text.replace("${KeepImages}", "30"))["rules"]
+    assert rules[0]["selection"]["countNumber"] == 30 and rules[0]["action"]["type"] == "expire"
+
+
+def test_every_task_runs_on_the_cpu_the_apps_stack_names(stacks):
+    ecs = boto3.client("ecs", region_name=REGION)
+    families = [
+        ecs.describe_task_definition(taskDefinition=a)["taskDefinition"]
+        for a in ecs.list_task_definitions()["taskDefinitionArns"]
+    ]
+    assert families and all(d["runtimePlatform"]["cpuArchitecture"] == "X86_64" for d in families)
+    assert stacks["apps"]["CpuArchitecture"] == "X86_64" and stacks["apps"]["WorkerConcurrency"] == "16"
