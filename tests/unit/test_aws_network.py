@@ -146,3 +146,58 @@ def test_dag_egress_can_be_narrowed(aws, tmp_path):
     assert admits(worker, None, 25, "198.51.100.7")
     assert not admits(worker, None, 25, "203.0.113.9")
     assert admits(worker, None, 443, "203.0.113.9"), "HTTPS stays open for AWS APIs"
+
+
+def test_the_network_stack_gives_the_others_their_vpc_subnets_and_endpoints(aws, tmp_path):
+    """From an empty account: the network stack, then data, apps and workers from its outputs
+    (the parameter files without VpcId and the subnets, as the README says)."""
+    from tests.unit.aws_examples import AWS_DIR
+
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    cloudformation.create_stack(
+        StackName="staging-airflow-network",
+        TemplateBody=(AWS_DIR / "templates" / "network.yaml").read_text(),
+        Parameters=[{"ParameterKey": "EnvironmentName", "ParameterValue": "staging"}],
+        Capabilities=["CAPABILITY_IAM"],
+    )
+    described = cloudformation.describe_stacks(StackName="staging-airflow-network")["Stacks"][0]
+    net = {o["OutputKey"]: o["OutputValue"] for o in described["Outputs"]}
+    certificate = boto3.client("acm", region_name=REGION).request_certificate(DomainName="airflow.example.com")
+    ids = {
+        "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000": certificate[
+            "CertificateArn"
+        ]
+    }
+    network_keys = ("VpcId", "PublicSubnetA", "PublicSubnetB", "PrivateSubnetA", "PrivateSubnetB")
+
+    def params(stack: str):
+        path = params_file(tmp_path, stack, ids)
+        kept = [line for line in path.read_text().splitlines() if line.partition("=")[0] not in network_keys]
+        path.write_text("\n".join(kept) + "\n")
+        return path
+
+    data = deploy("staging-airflow-data", "data", params("data"), net, EnvironmentName="staging")
+    apps = deploy("staging-airflow-apps", "apps", params("apps"), net, data, EnvironmentName="staging", Image=IMAGE)
+    deploy(
+        "staging-airflow-workers", "workers", params("workers"), net, data, apps, EnvironmentName="staging", Image=IMAGE
+    )
+
+    ec2 = boto3.client("ec2", region_name=REGION)
+    endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [net["VpcId"]]}])["VpcEndpoints"]
+    services = {
+        e["ServiceName"].rsplit(".", 1)[-1] if "ecr" not in e["ServiceName"] else e["ServiceName"].split(".", 3)[-1]
+        for e in endpoints
+    }
+    assert services == {"s3", "ecr.api", "ecr.dkr", "secretsmanager", "logs", "monitoring"}, services
+    tables = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [net["VpcId"]]}])["RouteTables"]
+    through_nat = [t for t in tables if any(r.get("NatGatewayId") for r in t["Routes"])]
+    assert len(through_nat) == 2  # one per private subnet, each zone through its own NAT gateway
+    assert len({r["NatGatewayId"] for t in through_nat for r in t["Routes"] if r.get("NatGatewayId")}) == 2
+    services_groups = service_groups()
+    assert admits(services_groups["worker"], services_groups["api-server"], 8080)
+    assert {
+        s["serviceName"]
+        for s in boto3.client("ecs", region_name=REGION).describe_services(
+            cluster="staging-airflow-workers", services=["worker"]
+        )["services"]
+    } == {"worker"}

@@ -34,7 +34,7 @@ def test_every_parameter_has_a_description_and_a_type(template: Path):
 
 
 def test_there_are_templates():
-    assert [p.name for p in TEMPLATES] == ["apps.yaml", "data.yaml", "registry.yaml", "workers.yaml"]
+    assert [p.name for p in TEMPLATES] == ["apps.yaml", "data.yaml", "network.yaml", "registry.yaml", "workers.yaml"]
 
 
 def checkov(framework: str, *files: Path) -> list[dict]:
