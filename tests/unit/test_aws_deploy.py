@@ -248,3 +248,33 @@ def test_every_task_runs_on_the_cpu_the_apps_stack_names(stacks):
     ]
     assert families and all(d["runtimePlatform"]["cpuArchitecture"] == "X86_64" for d in families)
     assert stacks["apps"]["CpuArchitecture"] == "X86_64" and stacks["apps"]["WorkerConcurrency"] == "16"
+
+
+def test_a_second_queue_gets_its_own_worker_service_in_the_same_cluster(stacks):
+    """make workers QUEUE=gpu: its own stack, service, task family and log group, in the default
+    queue's cluster; the monitor finds both services and sizes each on its own queue."""
+    tmp_path, ids = stacks["tmp_path"], stacks["ids"]
+    params = params_file(tmp_path, "workers", ids, MaxWorkers="2", WorkerCpu="4096", WorkerMemory="16384")
+    gpu = deploy(
+        "staging-airflow-workers-gpu",
+        "workers",
+        params,
+        stacks["data"],
+        stacks["apps"],
+        EnvironmentName="staging",
+        Image=IMAGE,
+        Queue="gpu",
+        Spot="true",
+    )
+    assert gpu["ClusterName"] == stacks["workers"]["ClusterName"]
+    assert gpu["ServiceName"] == "worker-gpu" and gpu["LogGroupName"] == "/airflow/staging/workers-gpu"
+    worker = task_definition("staging-airflow-worker-gpu")["containerDefinitions"][0]
+    assert worker["command"] == ["run", "worker", "--queues", "gpu"]
+    pools = {p.queue: p for p in scaler.EcsCluster(gpu["ClusterName"]).pools()}
+    assert sorted(pools) == ["default", "gpu"] and (pools["gpu"].name, pools["gpu"].maximum) == ("worker-gpu", 2)
+    assert scaler.Scaler(scaler.EcsCluster(gpu["ClusterName"])).step({"gpu": 5}, {}) == [
+        "worker-gpu (gpu): 0 -> 1 workers"
+    ]
+    ecs = boto3.client("ecs", region_name=REGION)
+    counts = ecs.describe_services(cluster=gpu["ClusterName"], services=["worker", "worker-gpu"])["services"]
+    assert {s["serviceName"]: s["desiredCount"] for s in counts} == {"worker": 0, "worker-gpu": 1}

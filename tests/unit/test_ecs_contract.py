@@ -194,7 +194,11 @@ DOCKER_DEFAULT_CAPABILITIES = {
 @pytest.mark.parametrize("service", COMPONENTS)
 def test_the_same_command_probe_and_user(service: str):
     compose, ecs = COMPOSE[service], ecs_container(service)
-    assert ecs["Command"] == compose["command"]
+    command = ecs["Command"]
+    if service == "worker":  # an ECS worker stack serves one queue (its Queue parameter)
+        assert command[-2:] == ["--queues", {"Ref": "Queue"}], command
+        command = command[:-2]
+    assert command == compose["command"]
     # Only dag-sync starts as root, with SETUID and SETGID alone, and turns into uid 50000 at once
     # (its validation sandbox runs DAG code as another uid).
     expected = "0:0" if service == "dag-sync" else "50000:0"
