@@ -19,6 +19,7 @@ from tests.unit.aws_examples import AWS_DIR, IMAGE, REGION, deploy, network, par
 SECRET_NAMES = [
     "admin-password",
     "api-secret-key",
+    "bootstrap",
     "db-password",
     "fernet-key",
     "flower-password",

@@ -78,6 +78,20 @@ def test_data_secrets_and_workers_through_the_makefile(aws_env, tmp_path):
         "mk-airflow-apps", "apps", params / "apps.params", outputs("mk-airflow-data"), EnvironmentName="mk", Image=IMAGE
     )
 
+    # bootstrap: nothing to apply without the file; with it, the file goes into the environment's
+    # secret, then the one-off task starts (moto's server answers RunTask for Fargate with a 500:
+    # the task's run and wait are tested in tests/unit/test_ecsrun.py).
+    nothing = make(aws_env, "ENV=mk", f"PARAMS={params}", "bootstrap")
+    assert nothing.returncode == 0 and "no connections, variables or pools to apply" in nothing.stdout, nothing.stderr
+    shutil.copy(AWS_DIR / "environments" / "example" / "connections.yaml", params / "connections.yaml")
+    applied = make(aws_env, "ENV=mk", f"PARAMS={params}", "TIMEOUT=1", "bootstrap")
+    assert (
+        secretsmanager.get_secret_value(SecretId="mk/airflow/bootstrap")["SecretString"]
+        == (params / "connections.yaml").read_text()
+    )
+    assert "connections.yaml is in arn:aws:secretsmanager:" in applied.stdout, applied.stdout + applied.stderr
+    assert "RunTask" in applied.stderr or "bootstrap: started" in applied.stdout, applied.stderr
+
     workers = make(aws_env, "ENV=mk", f"PARAMS={params}", f"IMAGE={IMAGE}", "workers")
     assert workers.returncode == 0, workers.stdout + workers.stderr
     ecs = boto3.client("ecs", region_name=REGION)

@@ -118,3 +118,19 @@ def test_exported_secrets_become_environment_variable_names():
     assert bootstrap.reference_name("variable", "api key") == "VARIABLE_API_KEY"
     assert bootstrap.reference_name("1conn", "password") == "_1CONN_PASSWORD"
     assert bootstrap._REFERENCE.fullmatch(f"${{{bootstrap.reference_name('1conn', 'password')}}}")
+
+
+def test_the_content_itself_reads_as_the_file_and_is_bounded_the_same_way():
+    """On ECS the file arrives as AIRFLOW_STACK_BOOTSTRAP_CONTENT (a Secrets Manager secret)."""
+    shipped = ROOT / "config" / "connections.yaml"
+    from_content = bootstrap.load(Path("AIRFLOW_STACK_BOOTSTRAP_CONTENT"), {}, shipped.read_bytes())
+    assert repr(from_content) == repr(bootstrap.load(shipped, {}))
+    assert bootstrap.load(Path("AIRFLOW_STACK_BOOTSTRAP_CONTENT"), {}, b"{}\n").connections == {}
+    with pytest.raises(StackError) as caught:
+        bootstrap.load(Path("AIRFLOW_STACK_BOOTSTRAP_CONTENT"), {}, b"x: 1\n" * bootstrap.MAX_FILE_BYTES)
+    assert "AIRFLOW_STACK_BOOTSTRAP_CONTENT" in caught.value.problem and "KiB" in caught.value.problem
+
+
+def test_the_aws_example_environments_file_is_valid_without_any_environment():
+    spec = bootstrap.load(ROOT / "deploy" / "aws" / "environments" / "example" / "connections.yaml", {})
+    assert "s3_Airflow_Logs" in spec.connections

@@ -46,6 +46,7 @@ ECS_ONLY = {
     "AIRFLOW_STACK_DAG_SYNC_INTERVAL": "30 s on ECS; locally the shorter default shows a publish at once",
     "AIRFLOW_STACK_DAG_SOURCE_TOKEN": "optional on both sides: ECS injects it when DagSourceTokenArn is set",
     "AIRFLOW_STACK_FLOWER_USERNAME": "the basic-auth user; compose puts it into AIRFLOW__CELERY__FLOWER_BASIC_AUTH",
+    "AIRFLOW_STACK_BOOTSTRAP_CONTENT": "the bootstrap file from the environment's secret; compose mounts the file",
     "AIRFLOW_STACK_WORKERS_CLUSTER": "the monitor sizes the ECS worker services; compose's workers are scaled by hand",
 }
 # In compose only, for every component, and why.
@@ -70,6 +71,9 @@ DEFAULTS_DAG_SYNC_IGNORES = (
 )
 # In compose only, for one component, and why.
 COMPOSE_ONLY = {
+    "bootstrap": {
+        "AIRFLOW_STACK_BOOTSTRAP_FILE": "compose mounts the file; ECS injects its content from a secret",
+    },
     "dag-sync": dict.fromkeys(DEFAULTS_DAG_SYNC_IGNORES, "compose's shared option files; dag-sync only imports DAGs"),
     "worker": {
         settings.SQL_ALCHEMY_CONN.name: "ECS workers hold no database credentials: their result backend is Redis",

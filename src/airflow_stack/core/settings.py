@@ -420,6 +420,13 @@ BOOTSTRAP_FILE = _declare(
     PATH,
     Path("/opt/airflow/config/connections.yaml"),
 )
+BOOTSTRAP_CONTENT = _declare(
+    "AIRFLOW_STACK_BOOTSTRAP_CONTENT",
+    _JOBS,
+    "The bootstrap file's content itself, instead of AIRFLOW_STACK_BOOTSTRAP_FILE (on ECS, injected from the "
+    "environment's Secrets Manager secret by `make -C deploy/aws bootstrap`).",
+    secret=True,
+)
 LOGS_S3_URL = _declare(
     "AIRFLOW_STACK_LOGS_S3_URL",
     _JOBS,

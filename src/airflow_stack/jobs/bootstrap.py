@@ -1,6 +1,7 @@
 """`airflow-stack bootstrap`: apply a declarative file of connections, variables and pools.
 
-The file (AIRFLOW_STACK_BOOTSTRAP_FILE, default /opt/airflow/config/connections.yaml) is read
+The file (AIRFLOW_STACK_BOOTSTRAP_FILE, default /opt/airflow/config/connections.yaml, or its
+content itself in AIRFLOW_STACK_BOOTSTRAP_CONTENT, which ECS injects from a secret) is read
 and validated entirely before anything is written: unknown fields, wrong types, missing
 environment variables and unreadable secret files are reported together, each with its line
 and field, and the database is left unchanged. Then everything is applied in one transaction
@@ -172,21 +173,25 @@ def _line_of(root, loc: tuple) -> int | None:
     return line
 
 
-def load(path: Path, env: Mapping[str, str]):
-    """Read and validate the file; raise one StackError listing every problem."""
+def load(path: Path, env: Mapping[str, str], content: bytes | None = None):
+    """Read and validate the file (or `content`, named `path` in messages); raise one StackError
+    listing every problem."""
     import yaml
     from pydantic import ValidationError
 
     problems = Problems(path)
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise StackError(
-            f"cannot read the bootstrap file {path} ({exc.strerror})",
-            setting=FILE_SETTING,
-            fix=f"mount the file there, or point {FILE_SETTING} at it",
-        ) from None
+    if content is not None:
+        raw = content[: MAX_FILE_BYTES + 1]
+    else:
+        try:
+            with open(path, "rb") as handle:
+                raw = handle.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise StackError(
+                f"cannot read the bootstrap file {path} ({exc.strerror})",
+                setting=FILE_SETTING,
+                fix=f"mount the file there, or point {FILE_SETTING} at it",
+            ) from None
     if len(raw) > MAX_FILE_BYTES:
         problems.add(None, "", f"the file is over {MAX_FILE_BYTES // 1024} KiB")
         problems.raise_if_any()
@@ -369,8 +374,15 @@ def apply(spec) -> Report:
 
 def run(env: Mapping[str, str] | None = None) -> None:
     env = os.environ if env is None else env
-    path = settings.BOOTSTRAP_FILE.read(env)
-    spec = load(path, env)
+    content = settings.BOOTSTRAP_CONTENT.raw(env)
+    if content:
+        path, spec = (
+            Path(settings.BOOTSTRAP_CONTENT.name),
+            load(Path(settings.BOOTSTRAP_CONTENT.name), env, content.encode()),
+        )
+    else:
+        path = settings.BOOTSTRAP_FILE.read(env)
+        spec = load(path, env)
     log(
         f"bootstrap: {path} is valid: {len(spec.connections)} connection(s), "
         f"{len(spec.variables)} variable(s), {len(spec.pools)} pool(s)"
