@@ -35,6 +35,22 @@ def template_worker() -> tuple[dict, dict]:
     return template, task
 
 
+def parameter_default(name: str) -> str:
+    """A parameter's default: the workers template's, or the apps template's for those the
+    workers stack takes from the apps stack's outputs (WorkerConcurrency, CpuArchitecture)."""
+    for stack in ("workers", "apps"):
+        template, _ = decode(str(ROOT / "deploy" / "aws" / "templates" / f"{stack}.yaml"))
+        parameter = template["Parameters"].get(name, {})
+        if "Default" in parameter:
+            return str(parameter["Default"])
+    raise AssertionError(f"no default for {name} in workers.yaml or apps.yaml")
+
+
+def worker_command() -> list[str]:
+    """The worker's command, its parameters (the Celery queue) at their defaults."""
+    return [parameter_default(a["Ref"]) if isinstance(a, dict) else a for a in template_worker()[1]["Command"]]
+
+
 def worker_environment(stack: Stack) -> dict[str, str]:
     """The template's variables with local values: its plain values and parameter defaults as
     they are, the AWS endpoints and the secrets from the local stack."""
@@ -58,7 +74,7 @@ def worker_environment(stack: Stack) -> dict[str, str]:
         if name in local:
             environment[name] = local[name]
         elif isinstance(value, dict) and "Ref" in value:
-            environment[name] = str(template["Parameters"][value["Ref"]]["Default"])
+            environment[name] = parameter_default(value["Ref"])
         else:
             assert isinstance(value, str), f"{name}: no local value for {value!r}; add it to `local`"
             environment[name] = value
@@ -97,7 +113,7 @@ def test_a_worker_with_the_ecs_settings_runs_tasks_without_database_credentials(
             f"{Path(stack.logs_dir)}:/opt/airflow/logs",
             *(arg for name, value in environment.items() for arg in ("-e", f"{name}={value}")),
             image,
-            *template_worker()[1]["Command"],
+            *worker_command(),
         )
         poll(
             "the ECS-configured worker is ready",
