@@ -208,13 +208,14 @@ SIGNAL_HANDLING = 2.0  # seconds in which messages already read from Redis are s
 
 
 def received_around_warm_shutdown(log: str) -> tuple[float, list[float]] | None:
-    """From a worker's log (docker's timestamps): when it logged its warm shutdown, and when it
-    logged each message it received; None when it never logged the signal."""
+    """From a worker's log (docker's timestamps): when it logged its last warm shutdown (the
+    container's log also holds its earlier runs, stopped by earlier tests), and when it logged
+    each message it received; None when it never logged the signal."""
     stamps: list[float] = []
     shutdown = None
     for line in log.splitlines():
         stamp, _, text = line.partition(" ")
-        if "Warm shutdown" in text and shutdown is None:
+        if "Warm shutdown" in text:
             shutdown = parse(stamp[:26] + "+00:00")
         elif "] received" in text:
             stamps.append(parse(stamp[:26] + "+00:00"))
