@@ -68,3 +68,32 @@ def deploy(name: str, stack: str, params: Path, *upstream: dict[str, str], **ove
     described = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
     assert described["StackStatus"] == "CREATE_COMPLETE", described.get("StackStatusReason")
     return outputs(name)
+
+
+def deploy_stacks(
+    tmp_path: Path, ids: dict[str, str], data: dict[str, str] | None = None, apps: dict[str, str] | None = None
+) -> dict[str, dict[str, str]]:
+    """The data, apps and workers stacks of `staging`, wired as make wires them, with `data` and
+    `apps` as extra command-line parameters of those stacks; their outputs by stack."""
+    data_out = deploy(
+        "staging-airflow-data", "data", params_file(tmp_path, "data", ids), EnvironmentName="staging", **(data or {})
+    )
+    apps_out = deploy(
+        "staging-airflow-apps",
+        "apps",
+        params_file(tmp_path, "apps", ids),
+        data_out,
+        EnvironmentName="staging",
+        Image=IMAGE,
+        **(apps or {}),
+    )
+    workers_out = deploy(
+        "staging-airflow-workers",
+        "workers",
+        params_file(tmp_path, "workers", ids),
+        data_out,
+        apps_out,
+        EnvironmentName="staging",
+        Image=IMAGE,
+    )
+    return {"data": data_out, "apps": apps_out, "workers": workers_out}

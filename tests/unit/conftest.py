@@ -54,20 +54,7 @@ def aws(monkeypatch):
 @pytest.fixture
 def stacks(aws, tmp_path):
     """The three stacks deployed in moto as `make -C deploy/aws` deploys them; their outputs."""
-    from tests.unit.aws_examples import IMAGE, deploy, network, params_file
+    from tests.unit.aws_examples import deploy_stacks, network
 
     ids = network()
-    data = deploy("staging-airflow-data", "data", params_file(tmp_path, "data", ids), EnvironmentName="staging")
-    apps = deploy(
-        "staging-airflow-apps", "apps", params_file(tmp_path, "apps", ids), data, EnvironmentName="staging", Image=IMAGE
-    )
-    workers = deploy(
-        "staging-airflow-workers",
-        "workers",
-        params_file(tmp_path, "workers", ids),
-        data,
-        apps,
-        EnvironmentName="staging",
-        Image=IMAGE,
-    )
-    return {"data": data, "apps": apps, "workers": workers, "ids": ids, "tmp_path": tmp_path}
+    return {**deploy_stacks(tmp_path, ids), "ids": ids, "tmp_path": tmp_path}

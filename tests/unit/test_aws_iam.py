@@ -34,7 +34,7 @@ from airflow_stack.core.errors import StackError
 from airflow_stack.dags.dagsource import S3Source, SourceError
 from airflow_stack.ops import monitor, s3logs, scaler
 from tests.unit import moto_cfn
-from tests.unit.aws_examples import IMAGE, REGION, deploy, network, params_file
+from tests.unit.aws_examples import REGION, deploy_stacks, network
 
 ACCOUNT = "123456789012"
 DAGS_BUCKET = "staging-dag-artifacts"
@@ -43,31 +43,13 @@ DAGS_BUCKET = "staging-dag-artifacts"
 @pytest.fixture
 def env(aws, tmp_path):
     """The three stacks, with dag-sync reading an S3 source, and what the tests need of them."""
-    ids = network()
-    data = deploy("staging-airflow-data", "data", params_file(tmp_path, "data", ids), EnvironmentName="staging")
-    apps = deploy(
-        "staging-airflow-apps",
-        "apps",
-        params_file(tmp_path, "apps", ids),
-        data,
-        EnvironmentName="staging",
-        Image=IMAGE,
-        DagSource=f"s3://{DAGS_BUCKET}/dags/LATEST",
-        DagSourceBucket=DAGS_BUCKET,
-    )
-    workers = deploy(
-        "staging-airflow-workers",
-        "workers",
-        params_file(tmp_path, "workers", ids),
-        data,
-        apps,
-        EnvironmentName="staging",
-        Image=IMAGE,
+    stacks = deploy_stacks(
+        tmp_path, network(), apps={"DagSource": f"s3://{DAGS_BUCKET}/dags/LATEST", "DagSourceBucket": DAGS_BUCKET}
     )
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=DAGS_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_object(Bucket=DAGS_BUCKET, Key="dags/LATEST", Body=b"dags-1.0.0.tar.gz\n")
-    return {"data": data, "apps": apps, "workers": workers}
+    return stacks
 
 
 def task_definition(family: str) -> dict:

@@ -11,29 +11,13 @@ import ipaddress
 import boto3
 import pytest
 
-from tests.unit.aws_examples import IMAGE, REGION, deploy, network, params_file
+from tests.unit.aws_examples import IMAGE, REGION, deploy, deploy_stacks, network, params_file
 
 PRIVATE = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
 
 
 def deploy_all(tmp_path, cidr: str, **data_overrides: str) -> dict[str, dict[str, str]]:
-    ids = network(cidr)
-    data = deploy(
-        "staging-airflow-data", "data", params_file(tmp_path, "data", ids), EnvironmentName="staging", **data_overrides
-    )
-    apps = deploy(
-        "staging-airflow-apps", "apps", params_file(tmp_path, "apps", ids), data, EnvironmentName="staging", Image=IMAGE
-    )
-    workers = deploy(
-        "staging-airflow-workers",
-        "workers",
-        params_file(tmp_path, "workers", ids),
-        data,
-        apps,
-        EnvironmentName="staging",
-        Image=IMAGE,
-    )
-    return {"data": data, "apps": apps, "workers": workers}
+    return deploy_stacks(tmp_path, network(cidr), data=data_overrides)
 
 
 def service_groups() -> dict[str, set[str]]:
