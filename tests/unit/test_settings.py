@@ -140,7 +140,20 @@ def test_flower_gets_the_broker_and_basic_auth_through_the_environment_only():
     components.flower_environment(env)
     assert env["CELERY_BROKER_URL"] == "redis://:pw@redis:6379/0"
     assert env["FLOWER_BASIC_AUTH"] == "flower:pw"
+    assert env["FLOWER_MAX_TASKS"] == "5000"
     assert not any("pw" in arg for arg in components.argv(components.get("flower"), env))
+
+
+def test_flower_keeps_as_many_tasks_as_configured_and_refuses_a_bound_below_100():
+    from airflow_stack.core import components
+
+    env = {settings.BROKER_URL.name: "redis://redis:6379/0", settings.FLOWER_MAX_TASKS.name: "20000"}
+    components.flower_environment(env)
+    assert env["FLOWER_MAX_TASKS"] == "20000"
+    with pytest.raises(StackError, match="AIRFLOW_STACK_FLOWER_MAX_TASKS"):
+        components.flower_environment(
+            {settings.BROKER_URL.name: "redis://redis:6379/0", settings.FLOWER_MAX_TASKS.name: "0"}
+        )
 
 
 def test_flower_refuses_a_broker_url_it_cannot_resolve():

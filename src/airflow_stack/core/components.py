@@ -58,8 +58,8 @@ class Component:
 
 
 def flower_environment(env: MutableMapping[str, str]) -> None:
-    """Hands Airflow's broker URL and Flower basic auth to plain Celery and Flower, through the
-    environment (never the command line, which `ps` shows)."""
+    """Hands Airflow's broker URL, Flower basic auth and the bound on Flower's task memory to plain
+    Celery and Flower, through the environment (never the command line, which `ps` shows)."""
     broker = settings.BROKER_URL.raw(env)
     if not broker:
         raise StackError(
@@ -68,6 +68,7 @@ def flower_environment(env: MutableMapping[str, str]) -> None:
             fix=f"give Flower {settings.BROKER_URL.name} itself, or {settings.BROKER_URL.name}_FILE",
         )
     env["CELERY_BROKER_URL"] = broker
+    env["FLOWER_MAX_TASKS"] = str(settings.FLOWER_MAX_TASKS.read(env))
     if basic_auth := settings.FLOWER_BASIC_AUTH.raw(env):
         env["FLOWER_BASIC_AUTH"] = basic_auth
 

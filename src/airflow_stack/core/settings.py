@@ -449,6 +449,14 @@ LOG_RETENTION_DAYS = _declare(
 LOG_GROOM_INTERVAL = _declare(
     "AIRFLOW_STACK_LOG_GROOM_INTERVAL", _JOBS, "Seconds between two passes of `log-groomer`.", seconds(), 3600.0
 )
+FLOWER_MAX_TASKS = _declare(
+    "AIRFLOW_STACK_FLOWER_MAX_TASKS",
+    _JOBS,
+    "How many tasks Flower keeps in memory (its `max_tasks`; Flower's own default, 100,000, is about 0.7 GiB). "
+    "The oldest are dropped; Airflow keeps every task's history.",
+    whole(100),
+    5000,
+)
 MONITOR_INTERVAL = _declare(
     "AIRFLOW_STACK_MONITOR_INTERVAL", _JOBS, "Seconds between two samples of the monitor.", seconds(), 30.0
 )
