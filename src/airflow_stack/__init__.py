@@ -32,12 +32,13 @@ the picture). A unit test keeps this map complete.
       parsing                where the dag-processor finds DAGs (folder or releases) and how soon
     worker/                  inside the Celery worker
       celeryconfig           Airflow's Celery config plus this package's worker hooks
-      celery_hooks           what the worker imports at start: protection, warm-up, DAG cache, task exit, task logs
+      celery_hooks           what the worker imports at start: protection, drain, warm-up, DAG cache, task exit, logs
       taskwarmup             task modules imported once, before the pool forks
       dagcache               each DAG file parsed once per pool process, inherited by its tasks
       taskexit               the task supervisor notices its task process's exit at once
       tasklogs               a task log file that cannot be written is reported, not fatal
       scaleprotect           ECS task scale-in protection while the worker holds tasks
+      deploydrain            a worker left behind by an ECS deployment leaves its queue and finishes its tasks
     ops/                     operations
       monitor                queue depth, desired workers, heartbeats to logs, Prometheus, CloudWatch, ECS
       requeue                a dead worker's taken, unstarted messages back to their queue

@@ -33,6 +33,7 @@ from moto.iam.access_control import PermissionResult
 from airflow_stack.core.errors import StackError
 from airflow_stack.dags.dagsource import S3Source, SourceError
 from airflow_stack.ops import monitor, s3logs, scaler
+from airflow_stack.worker import deploydrain
 from tests.unit import moto_cfn
 from tests.unit.aws_examples import REGION, deploy_stacks, network
 
@@ -273,6 +274,25 @@ def test_a_worker_may_protect_its_own_tasks_from_scale_in_and_no_others(env):
         assert allows(role, action, task), (action, task)
     apps_task = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{env['apps']['ClusterName']}/0123456789abcdef0123456789abcdef"
     assert not allows(role, "ecs:UpdateTaskProtection", apps_task)
+
+
+def test_a_worker_may_read_its_own_task_and_service_deployments_and_no_others(env, monkeypatch):
+    """The deployment drain's calls as it makes them (moto's ECS enforcement is against `*`), each
+    evaluated for its real ARN in the workers cluster, and refused in the apps cluster."""
+    role = task_role("staging-airflow-worker")
+    cluster = env["workers"]["ClusterName"]
+    calls = recorded_calls(monkeypatch)
+    deployments = deploydrain.EcsDeployments()
+    task = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster}/0123456789abcdef0123456789abcdef"
+    with pytest.raises(deploydrain.DrainError, match="does not know"):
+        deployments.identify(cluster, task)
+    assert deployments.primary(cluster, "worker")[0].startswith("ecs-svc/")
+    assert [op for _, op, _ in calls] == ["DescribeTasks", "DescribeServices"]
+    service = f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/{cluster}/worker"
+    assert allows(role, "ecs:DescribeTasks", task) and allows(role, "ecs:DescribeServices", service)
+    apps = env["apps"]["ClusterName"]
+    assert not allows(role, "ecs:DescribeTasks", task.replace(cluster, apps))
+    assert not allows(role, "ecs:DescribeServices", f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/{apps}/api-server")
 
 
 def task_definitions() -> list[dict]:

@@ -650,6 +650,21 @@ ECS_AGENT_URI = _declare(
     "Set by ECS inside a task; the worker's scale-in protection calls its agent there.",
     HTTP_URL,
 )
+ECS_CONTAINER_METADATA_URI_V4 = _declare(
+    "ECS_CONTAINER_METADATA_URI_V4",
+    _WORKER,
+    "Set by ECS inside a task; the worker reads its cluster and task there to tell whether a deployment "
+    "replaced it (airflow_stack.worker.deploydrain).",
+    HTTP_URL,
+)
+DEPLOYMENT_CHECK = _declare(
+    "AIRFLOW_STACK_DEPLOYMENT_CHECK",
+    _WORKER,
+    "Seconds between two checks of whether the worker's ECS service has a newer primary deployment; a worker "
+    "left behind stops taking tasks, finishes its own and lets ECS stop it.",
+    seconds(),
+    30.0,
+)
 SCALE_IN_PROTECTION_CHECK = _declare(
     "AIRFLOW_STACK_SCALE_IN_PROTECTION_CHECK",
     _WORKER,

@@ -1,12 +1,14 @@
-"""Imported by Celery workers at start (celeryconfig `imports`): connects the worker-side hooks,
+"""Imported by Celery workers at start (celeryconfig `imports`): connects the worker-side hooks
+(scale-in protection and leaving a replaced ECS deployment, on `worker_ready`),
 imports, before the pool forks, what every task would import again (taskwarmup), and installs
 the per-pool-process DAG parse cache (dagcache), the supervisor's prompt wait for a task's
 exit (taskexit) and the guard on task log files (tasklogs)."""
 
 from airflow_stack.core.errors import log
-from airflow_stack.worker import dagcache, scaleprotect, taskexit, tasklogs, taskwarmup
+from airflow_stack.worker import dagcache, deploydrain, scaleprotect, taskexit, tasklogs, taskwarmup
 
 scaleprotect.connect_to_celery()
+deploydrain.connect_to_celery()
 taskwarmup.import_task_modules()
 log(dagcache.install())
 log(taskexit.install())
