@@ -13,7 +13,9 @@ documents AWS would, so that moto's IAM enforcement can read them, keeps a task
 definition's roles, a service's network configuration and a security group's egress rules,
 which moto's CloudFormation drops, and evaluates a policy's conditions as AWS
 does (`permission`; moto's own evaluation turned the buckets' "deny unless HTTPS" into "deny
-every call").
+every call"). And it deletes a stack's secrets as CloudFormation does (at once, no recovery
+window), takes a database's final snapshot under `DeletionPolicy: Snapshot`, and restores
+`DBSnapshotIdentifier` (refusing what a restore refuses), where moto would create an empty one.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from moto.efs.models import AccessPoint
 from moto.iam import policy_conditions
 from moto.iam.access_control import IAMPolicy, PermissionResult
 from moto.iam.models import Role, iam_backends
-from moto.rds.models import DBParameterGroup
+from moto.kms.models import Key
+from moto.rds.models import DBInstance, DBParameterGroup, rds_backends
 from moto.s3.models import FakeBucket
 from moto.utilities.utils import get_partition
 
@@ -193,6 +196,8 @@ def _execute_change_set_with_outputs(self, change_set_name, stack_name=None):
         if stack.status in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
             stack._parse_template()  # the change set's template, which moto stores but does not parse
             stack.output_map = stack._create_output_map()
+            for export in stack.exports:  # which moto registers for create_stack only
+                self.exports[export.name] = export
 
 
 if getattr(CloudFormationBackend.execute_change_set, "__name__", "") != "_execute_change_set_with_outputs":
@@ -349,6 +354,12 @@ class Secret(_ApiBacked, CloudFormationModel):
         )["ARN"]
         return arn, {"Id": arn}
 
+    def delete(self, account_id: str, region_name: str) -> None:
+        """CloudFormation deletes a secret without a recovery window (its default for this type),
+        so a new stack may create the name again; moto's stack deletion left it in place."""
+        client = boto3.client(self.SERVICE, region_name=region_name)
+        client.delete_secret(SecretId=self.physical_resource_id, ForceDeleteWithoutRecovery=True)
+
 
 class PrivateDnsNamespace(_ApiBacked, CloudFormationModel):
     TYPE, SERVICE = "AWS::ServiceDiscovery::PrivateDnsNamespace", "servicediscovery"
@@ -455,5 +466,80 @@ class Alarm(_ApiBacked, CloudFormationModel):
         )
         return name, {}
 
+
+# -- KMS: a key's policy as the JSON document AWS stores ------------------------------------------
+_create_key = Key.create_from_cloudformation_json.__func__
+
+
+def _create_key_with_json_policy(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    """moto keeps a template's KeyPolicy as a dict, and its DescribeKey then fails reading it."""
+    props = cloudformation_json["Properties"]
+    if isinstance(props.get("KeyPolicy"), dict):
+        cloudformation_json = {
+            **cloudformation_json,
+            "Properties": {**props, "KeyPolicy": json.dumps(props["KeyPolicy"])},
+        }
+    return _create_key(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+
+
+if getattr(Key.create_from_cloudformation_json, "__name__", "") != "_create_key_with_json_policy":
+    Key.create_from_cloudformation_json = classmethod(_create_key_with_json_policy)
+
+
+# -- RDS: restoring a snapshot, and the final snapshot of DeletionPolicy: Snapshot --------------
+# (instance, snapshot) for each database CloudFormation restored here, for the tests to read.
+RESTORED: list[tuple[str, str]] = []
+# What CloudFormation refuses next to DBSnapshotIdentifier (AWS::RDS::DBInstance's documentation).
+_NOT_WITH_SNAPSHOT = ("CharacterSetName", "DBName", "KmsKeyId", "MasterUsername", "MasterUserPassword", "Timezone")
+_create_db_instance = DBInstance.create_from_cloudformation_json.__func__
+
+
+def _create_or_restore_db_instance(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    """moto ignores DBSnapshotIdentifier and creates an empty database; restore the snapshot as
+    CloudFormation does, and refuse the properties CloudFormation refuses with it."""
+    props = cloudformation_json["Properties"]
+    snapshot = props.get("DBSnapshotIdentifier")
+    if not snapshot:
+        database = _create_db_instance(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        database.deletion_protection = props.get("DeletionProtection") in (True, "true")  # moto drops it
+        return database
+    given = [name for name in _NOT_WITH_SNAPSHOT if props.get(name) is not None]
+    if given:
+        raise ValueError(f"the DBInstance restores {snapshot} and sets {', '.join(given)}, which a restore refuses")
+    identifier = resource_name.replace("_", "-")
+    database = rds_backends[account_id][region_name].restore_db_instance_from_db_snapshot(
+        snapshot,
+        {  # what a restore takes from the template rather than from the snapshot's instance
+            "db_instance_identifier": identifier,
+            "db_instance_class": props.get("DBInstanceClass"),
+            "db_subnet_group_name": getattr(props.get("DBSubnetGroupName"), "name", None),
+            "db_parameter_group_name": props.get("DBParameterGroupName"),
+            "vpc_security_group_ids": props.get("VPCSecurityGroups"),
+        },
+    )
+    database.deletion_protection = props.get("DeletionProtection") in (True, "true")
+    RESTORED.append((identifier, snapshot))
+    return database
+
+
+if getattr(DBInstance.create_from_cloudformation_json, "__name__", "") != "_create_or_restore_db_instance":
+    DBInstance.create_from_cloudformation_json = classmethod(_create_or_restore_db_instance)
+
+_delete_resource = parsing.ResourceMap._delete_resource
+
+
+def _delete_resource_with_final_snapshot(self, parsed_resource, resource_json):
+    """DeletionPolicy: Snapshot takes a final snapshot of the database before deleting it; moto
+    deletes it without one. A database with deletion protection is refused first, as RDS does."""
+    if resource_json.get("DeletionPolicy") == "Snapshot" and isinstance(parsed_resource, DBInstance):
+        backend = rds_backends[self._account_id][self._region_name]
+        name = parsed_resource.db_instance_identifier
+        if not backend.databases[name].deletion_protection:
+            backend.create_db_snapshot(name, f"{name}-final-{secrets.token_hex(4)}")
+    _delete_resource(self, parsed_resource, resource_json)
+
+
+if getattr(parsing.ResourceMap._delete_resource, "__name__", "") != "_delete_resource_with_final_snapshot":
+    parsing.ResourceMap._delete_resource = _delete_resource_with_final_snapshot
 
 parsing.get_model_map.cache_clear()

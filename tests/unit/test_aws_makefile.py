@@ -16,7 +16,7 @@ import boto3
 import pytest
 
 from airflow_stack.host import awsdeploy
-from tests.unit import moto_cfn  # noqa: F401 - registers the extra CloudFormation types
+from tests.unit import moto_cfn  # registers the extra CloudFormation types
 from tests.unit.aws_examples import AWS_DIR, REGION, deploy, network, outputs, params_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,3 +121,52 @@ def test_missing_settings_are_refused_with_the_fix(aws_env, tmp_path):
     assert typo.returncode != 0 and "DatabaseClass" in typo.stderr, typo.stdout + typo.stderr
     stacks = boto3.client("cloudformation", region_name=REGION).list_stacks()["StackSummaries"]
     assert "bad-airflow-data" not in {s["StackName"] for s in stacks}
+
+
+def test_a_deleted_environment_is_created_again_over_the_data_it_kept(aws_env, tmp_path):
+    """`delete-data` keeps the KMS key, the secrets the database needs, the log bucket and a
+    final snapshot (moto_cfn models the snapshot and CloudFormation's deletion of the other
+    secrets); a new `make data` of the same ENV takes them over and restores the snapshot."""
+    params = environment(tmp_path, "rc")
+    first = make(aws_env, "ENV=rc", f"PARAMS={params}", "data")
+    assert first.returncode == 0, first.stdout + first.stderr
+    kept = outputs("rc-airflow-data")
+    secretsmanager, s3 = boto3.client("secretsmanager", region_name=REGION), boto3.client("s3", region_name=REGION)
+    fernet = secretsmanager.get_secret_value(SecretId="rc/airflow/fernet-key")["SecretString"]
+    s3.put_object(Bucket=kept["TaskLogsBucketName"], Key="task-logs/old.log", Body=b"a log of before")
+
+    rds = boto3.client("rds", region_name=REGION)
+    assert rds.describe_db_instances(DBInstanceIdentifier="rc-airflow")["DBInstances"][0]["DeletionProtection"]
+    rds.modify_db_instance(DBInstanceIdentifier="rc-airflow", DeletionProtection=False, ApplyImmediately=True)
+    deleted = make(aws_env, "ENV=rc", f"PARAMS={params}", "CONFIRM=rc", "delete-data")
+    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    (snapshot,) = rds.describe_db_snapshots(DBInstanceIdentifier="rc-airflow")["DBSnapshots"]
+
+    again = make(aws_env, "ENV=rc", f"PARAMS={params}", "data")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"taking over the kept database snapshot {snapshot['DBSnapshotIdentifier']}" in again.stderr
+    now = outputs("rc-airflow-data")
+    for name in ("DataKeyArn", "FernetKeySecretArn", "JwtSecretArn", "ApiSecretKeyArn", "DatabasePasswordArn"):
+        assert now[name] == kept[name], name
+    assert now["AdminPasswordArn"] == kept["AdminPasswordArn"] and now["RedisAuthTokenArn"] != kept["RedisAuthTokenArn"]
+    assert ("rc-airflow", snapshot["DBSnapshotIdentifier"]) in moto_cfn.RESTORED
+    assert secretsmanager.get_secret_value(SecretId="rc/airflow/fernet-key")["SecretString"] == fernet
+    assert s3.get_object(Bucket=now["TaskLogsBucketName"], Key="task-logs/old.log")["Body"].read() == b"a log of before"
+    # Once the stack exists, nothing is taken over again: its parameters keep their values.
+    assert awsdeploy.retained("rc-airflow-data", "rc") == ({}, [])
+
+
+def test_a_kept_snapshot_without_its_secrets_is_refused_before_any_stack_is_made(aws_env, tmp_path):
+    params = environment(tmp_path, "ns")
+    rds = boto3.client("rds", region_name=REGION)
+    rds.create_db_instance(
+        DBInstanceIdentifier="ns-airflow", Engine="postgres", DBInstanceClass="db.t4g.small", AllocatedStorage=20
+    )
+    rds.create_db_snapshot(DBInstanceIdentifier="ns-airflow", DBSnapshotIdentifier="ns-airflow-final-1")
+    rds.delete_db_instance(DBInstanceIdentifier="ns-airflow", SkipFinalSnapshot=True)
+    refused = make(aws_env, "ENV=ns", f"PARAMS={params}", "data")
+    assert refused.returncode != 0
+    assert "ns-airflow-final-1 of ns can be restored only with the secrets" in refused.stderr, refused.stderr
+    assert "RetainedFernetKeySecretArn, RetainedDatabasePasswordArn" in refused.stderr, refused.stderr
+    stacks = boto3.client("cloudformation", region_name=REGION).list_stacks()["StackSummaries"]
+    assert "ns-airflow-data" not in {s["StackName"] for s in stacks}

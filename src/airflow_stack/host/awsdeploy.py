@@ -8,6 +8,10 @@ the fernet key secret. Standard library only, like host.envfile; AWS is called t
         refuse when a parameter without a default gets no value, or a given key is unknown
     python3 -m airflow_stack.host.awsdeploy fernet-secret SECRET_ID
         put a new Fernet key into the secret unless it already holds a valid one
+    python3 -m airflow_stack.host.awsdeploy retained STACK ENV
+        when the data stack STACK does not exist: print `Key=Value` for what a deleted data stack
+        of ENV kept (its KMS key, the secrets the database needs, the task-log bucket, the newest
+        snapshot of its database), so that the new stack takes them over; nothing when it exists
 """
 
 from __future__ import annotations
@@ -145,6 +149,89 @@ def ensure_fernet_secret(secret_id: str) -> str:
     return f"{secret_id}: the generated placeholder was replaced by a new Fernet key"
 
 
+# The secrets a data stack keeps when it is deleted: (name under <env>/airflow/, its parameter).
+RETAINED_SECRETS = {
+    "fernet-key": "RetainedFernetKeySecretArn",
+    "jwt-secret": "RetainedJwtSecretArn",
+    "api-secret-key": "RetainedApiSecretKeyArn",
+    "db-password": "RetainedDatabasePasswordArn",
+    "admin-password": "RetainedAdminPasswordArn",
+}
+
+
+def _describe(*args: str) -> dict | None:
+    """An AWS describe call's JSON, or None when the thing does not exist."""
+    try:
+        return json.loads(aws(*args, "--output", "json"))
+    except StackError as exc:
+        if re.search(r"does not exist|NotFound|not found|\(404\)|Not Found", exc.problem):
+            return None
+        raise
+
+
+def retained(stack: str, env: str) -> tuple[dict[str, str], list[str]]:
+    """The data stack's parameters that take over what a deleted stack of `env` kept, and one
+    line per thing taken over; empty when `stack` exists (its parameters keep their values)."""
+    if _describe("cloudformation", "describe-stacks", "--stack-name", stack) is not None:
+        return {}, []
+    chosen: dict[str, str] = {}
+    notes: list[str] = []
+    keys = set()
+    for name, parameter in RETAINED_SECRETS.items():
+        secret = _describe("secretsmanager", "describe-secret", "--secret-id", f"{env}/airflow/{name}")
+        if secret is None:
+            continue
+        if secret.get("DeletedDate"):
+            raise StackError(
+                f"the secret {env}/airflow/{name} is scheduled for deletion",
+                setting=parameter,
+                fix=f"aws secretsmanager restore-secret --secret-id {env}/airflow/{name}, then run make data again",
+            )
+        chosen[parameter] = secret["ARN"]
+        keys.add(secret.get("KmsKeyId", ""))
+        notes.append(f"secret {env}/airflow/{name}")
+    if keys:
+        if len(keys) != 1 or "" in keys:
+            raise StackError(
+                f"the kept secrets of {env} are encrypted with different keys ({', '.join(sorted(keys))})",
+                setting="RetainedDataKeyArn",
+                fix="re-encrypt them with one key (aws secretsmanager update-secret --kms-key-id), then run make data",
+            )
+        key = _describe("kms", "describe-key", "--key-id", keys.pop())
+        if key is None or key["KeyMetadata"]["KeyState"] != "Enabled":
+            state = "missing" if key is None else key["KeyMetadata"]["KeyState"]
+            raise StackError(
+                f"the KMS key of the kept secrets of {env} is {state}",
+                setting="RetainedDataKeyArn",
+                fix="aws kms cancel-key-deletion and aws kms enable-key, then run make data again",
+            )
+        chosen["RetainedDataKeyArn"] = key["KeyMetadata"]["Arn"]
+        notes.append(f"KMS key {key['KeyMetadata']['Arn']}")
+    account = json.loads(aws("sts", "get-caller-identity", "--output", "json"))["Account"]
+    bucket = f"{env}-airflow-task-logs-{account}"
+    if _describe("s3api", "head-bucket", "--bucket", bucket) is not None:
+        chosen["RetainedTaskLogsBucket"] = "true"
+        notes.append(f"bucket {bucket}")
+    snapshots = _describe(
+        "rds", "describe-db-snapshots", "--db-instance-identifier", f"{env}-airflow", "--snapshot-type", "manual"
+    )
+    available = [s for s in (snapshots or {}).get("DBSnapshots", []) if s.get("Status") == "available"]
+    if available:
+        newest = max(available, key=lambda s: s.get("SnapshotCreateTime", ""))
+        needed = [RETAINED_SECRETS[n] for n in ("fernet-key", "db-password") if RETAINED_SECRETS[n] not in chosen]
+        if needed:
+            raise StackError(
+                f"the snapshot {newest['DBSnapshotIdentifier']} of {env} can be restored only with the secrets "
+                f"it was made with, and {', '.join(needed)} found none",
+                setting="DatabaseSnapshotIdentifier",
+                fix=f"restore the secrets {env}/airflow/fernet-key and db-password (aws secretsmanager "
+                "restore-secret), or delete the snapshots of the database for an empty one",
+            )
+        chosen["DatabaseSnapshotIdentifier"] = newest["DBSnapshotIdentifier"]
+        notes.append(f"database snapshot {newest['DBSnapshotIdentifier']} (restored)")
+    return chosen, notes
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="awsdeploy", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -154,6 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     params.add_argument("--outputs-of", action="append", default=[], metavar="STACK")
     fernet = commands.add_parser("fernet-secret")
     fernet.add_argument("secret_id")
+    kept = commands.add_parser("retained")
+    kept.add_argument("stack")
+    kept.add_argument("env")
     argv = list(sys.argv[1:] if argv is None else argv)
     # KEY=VALUE overrides may come anywhere (argparse cannot mix them with --outputs-of).
     overrides = [a for a in argv if _OVERRIDE.match(a)]
@@ -161,6 +251,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "fernet-secret":
             print(ensure_fernet_secret(args.secret_id))
+            return 0
+        if args.command == "retained":
+            chosen, notes = retained(args.stack, args.env)
+            for note in notes:
+                print(f"data: taking over the kept {note}", file=sys.stderr)
+            print(" ".join(f"{k}={v}" for k, v in chosen.items()))
             return 0
         sources = [(f"the outputs of {stack}", stack_outputs(stack)) for stack in args.outputs_of if stack]
         sources.append((str(args.params_file), read_params_file(args.params_file)))
