@@ -190,7 +190,11 @@ def start(consumer: Any) -> threading.Thread | None:
 
     def loop() -> None:
         while not drainer.done:
-            if message := drainer.check():
+            try:
+                message = drainer.check()
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive any surprise
+                message = f"deployment drain: unexpected {exc!r}; retrying at the next check"
+            if message:
                 log(message)
             time.sleep(interval)
 
