@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -38,6 +37,7 @@ from typing import Any
 
 from airflow_stack.core import settings
 from airflow_stack.core.errors import StackError, log
+from airflow_stack.worker import periodic
 
 METADATA_LIMIT = 1 << 20  # the task metadata document is a few KiB
 
@@ -188,18 +188,7 @@ def start(consumer: Any) -> threading.Thread | None:
     deployments = EcsDeployments(endpoint)
     drainer = Drainer(whoami, deployments, lambda: cancel_consumers(consumer.app, hostname, queues))
 
-    def loop() -> None:
-        while not drainer.done:
-            try:
-                message = drainer.check()
-            except Exception as exc:  # noqa: BLE001 - the thread must outlive any surprise
-                message = f"deployment drain: unexpected {exc!r}; retrying at the next check"
-            if message:
-                log(message)
-            time.sleep(interval)
-
-    thread = threading.Thread(target=loop, name="deployment-drain", daemon=True)
-    thread.start()
+    thread = periodic.start("deployment drain", interval, drainer.check, lambda: drainer.done)
     log(f"deployment drain: checking every {interval:g} s whether {hostname} was left behind by a deployment")
     return thread
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from airflow_stack.core import settings
 from airflow_stack.core.errors import StackError, log
+from airflow_stack.worker import periodic
 
 
 class ProtectionError(Exception):
@@ -108,14 +109,7 @@ def start(held: Callable[[], int] = held_by_this_worker) -> threading.Thread | N
         return None
     protector = Protector(AgentClient(agent), held, minutes)
 
-    def loop() -> None:
-        while True:
-            if message := protector.check():
-                log(message)
-            time.sleep(interval)
-
-    thread = threading.Thread(target=loop, name="scale-in-protection", daemon=True)
-    thread.start()
+    thread = periodic.start("scale-in protection", interval, protector.check)
     log(f"scale-in protection: checking every {interval} s through {agent}")
     return thread
 
