@@ -242,13 +242,15 @@ def test_a_worker_left_behind_by_a_deployment_finishes_its_tasks_takes_no_new_on
         with stack.api() as api:
             runs = [trigger(api, seconds=20) for _ in range(5)]
 
-            def running_here() -> list[dict]:
-                tis = [
+            def task_instances() -> list[dict]:
+                return [
                     ti
                     for run in runs
                     for ti in api.get(f"/dags/{DAG_ID}/dagRuns/{run}/taskInstances").json()["task_instances"]
                 ]
-                return [ti for ti in tis if ti["state"] == "running" and ti["hostname"] == "ecs-worker"]
+
+            def running_here() -> list[dict]:
+                return [ti for ti in task_instances() if ti["state"] == "running" and ti["hostname"] == "ecs-worker"]
 
             poll("two tasks run on the ECS worker", lambda: len(running_here()) == 2, 180, container_log)
             deployed = time.time()
@@ -268,11 +270,7 @@ def test_a_worker_left_behind_by_a_deployment_finishes_its_tasks_takes_no_new_on
             stack.run("start", "worker")
             for run in runs:
                 finish(stack, api, run)
-            tis = [
-                ti
-                for run in runs
-                for ti in api.get(f"/dags/{DAG_ID}/dagRuns/{run}/taskInstances").json()["task_instances"]
-            ]
+            tis = task_instances()
         on_ecs = [ti for ti in tis if ti["hostname"] == "ecs-worker"]
         assert len(on_ecs) >= 2 and len(on_ecs) < len(tis), [(ti["task_id"], ti["hostname"]) for ti in tis]
         assert {(ti["state"], ti["try_number"]) for ti in tis} == {("success", 1)}, tis
