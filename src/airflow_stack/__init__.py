@@ -39,6 +39,7 @@ the picture). A unit test keeps this map complete.
       tasklogs               a task log file that cannot be written is reported, not fatal
       scaleprotect           ECS task scale-in protection while the worker holds tasks
       deploydrain            a worker left behind by an ECS deployment leaves its queue and finishes its tasks
+      periodic               the background check loop scaleprotect and deploydrain run
     ops/                     operations
       monitor                queue depth, desired workers, heartbeats to logs, Prometheus, CloudWatch, ECS
       requeue                a dead worker's taken, unstarted messages back to their queue
@@ -47,8 +48,9 @@ the picture). A unit test keeps this map complete.
       loggroom               the log-groomer component: local log retention
       s3logs                 S3 task logs: switched on by one setting, probed at start
     apiserver/               inside the api-server
-      plugin                 the Airflow plugin: mounts the fingerprint endpoint
+      plugin                 the Airflow plugin: mounts the fingerprint endpoint, installs sharedlogs
       fingerprint_api        GET /airflow-stack/fingerprints for workers
+      sharedlogs             with the log servers off, task logs read from the shared folder only
     image/                   run by the image build before the package exists; standard library only
       userdeps               your requirements.txt (held to the lock) and packages.txt
     host/                    run on the host as `PYTHONPATH=src python3 -m ...`; standard library only

@@ -93,11 +93,13 @@ class Stack:
         self.up()
 
     def use_s3_logs(self) -> None:
-        """Task logs in the `s3` profile's moto server (idempotent: a module may ask again)."""
+        """Task logs in the `s3` profile's moto server, and the log servers on, as on ECS, where
+        the log folder is not shared (idempotent: a module may ask again)."""
         if self.env.get("AIRFLOW_STACK_LOGS_S3_URL"):
             return
         self.configure(
             {
+                "AIRFLOW_STACK_SERVE_LOGS": "true",
                 "AIRFLOW_STACK_LOGS_S3_URL": f"s3://{S3_BUCKET}/{S3_PREFIX}",
                 "AIRFLOW_STACK_S3_ENDPOINT_URL": "http://s3:5000",
                 "AWS_ACCESS_KEY_ID": "local",

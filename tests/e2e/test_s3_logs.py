@@ -1,6 +1,7 @@
-"""Task logs in S3 (the `s3` profile's moto server; Stack.use_s3_logs): with remote logging on,
-a task's log stays readable through the REST API after its worker container is gone, the
-object is in the bucket at the expected key, and a missing bucket stops a component."""
+"""Task logs in S3 (the `s3` profile's moto server; Stack.use_s3_logs) with the log servers on, as
+on ECS: a running task's log comes from its worker's log server; with remote logging on, a task's
+log stays readable through the REST API after its worker container is gone, the object is in the
+bucket at the expected key, and a missing bucket stops a component."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from airflow_stack.host.stackwait import read_states
 
-from .conftest import DAG_ID, Stack, poll, trigger_and_wait
+from .conftest import DAG_ID, Stack, poll, trigger, trigger_and_wait, wait_for_run
 from .conftest import S3_BUCKET as BUCKET
 from .conftest import S3_PREFIX as PREFIX
 
@@ -34,6 +35,26 @@ def test_components_probed_the_bucket_at_start(s3_stack: Stack):
         assert f"remote logging: wrote and deleted s3://{BUCKET}/{PREFIX}/.airflow-stack-probe/" in s3_stack.logs(
             service
         ), service
+
+
+def test_a_running_task_log_is_served_by_the_worker(s3_stack: Stack):
+    with s3_stack.api() as api:
+        run_id = trigger(s3_stack, api, conf={"seconds": 40})
+        greet = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/greet"
+
+        def running_log():
+            if api.get(greet).json().get("state") != "running":
+                return None
+            events = [entry.get("event", "") for entry in api.get(f"{greet}/logs/1").json()["content"]]
+            return events if any("staying busy for 40 s" in event for event in events) else None
+
+        events = poll("greet running with its greeting in the log", running_log, 90, lambda: s3_stack.logs("worker"))
+        # Among the sources: the worker's log server, reached with the shared [api] secret_key.
+        served = f"http://{s3_stack.container_hostname('worker')}:8793/log/dag_id={DAG_ID}/"
+        assert any(event.startswith(served) for event in events), events[:5]
+        assert not any("Could not read served logs" in event for event in events), events[:5]
+        assert any("hello from" in event for event in events)
+        wait_for_run(s3_stack, api, run_id)
 
 
 def test_task_log_is_read_from_s3_after_the_worker_is_gone(s3_stack: Stack):

@@ -13,6 +13,7 @@ import shutil
 import httpx
 import pytest
 
+from airflow_stack.apiserver import sharedlogs
 from airflow_stack.host.stackwait import ONE_SHOT_SERVICES, read_states
 
 from .conftest import ARTIFACTS, DAG_ID, Stack, poll, trigger, trigger_and_wait, wait_for_run
@@ -79,7 +80,7 @@ def test_task_log_is_readable_through_the_rest_api(stack: Stack, dag_run: str):
     assert any("hello from" in event for event in events), events
 
 
-def test_a_running_task_log_is_served_by_the_worker(stack: Stack, dag_run: str):
+def test_a_running_task_log_is_read_from_the_shared_log_folder(stack: Stack, dag_run: str):
     with stack.api() as api:
         run_id = trigger(stack, api, conf={"seconds": 40})
         greet = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/greet"
@@ -93,11 +94,30 @@ def test_a_running_task_log_is_served_by_the_worker(stack: Stack, dag_run: str):
         events = poll("greet running with its greeting in the log", running_log, 90, lambda: stack.logs("worker"))
         assert api.get(greet).json()["state"] == "running"
         assert any("hello from" in event for event in events)
-        # Among the sources: the worker's log server, reached with the shared [api] secret_key.
-        served = f"http://{stack.container_hostname('worker')}:8793/log/dag_id={DAG_ID}/"
-        assert any(event.startswith(served) for event in events), events[:5]
-        assert not any("Could not read served logs" in event for event in events)
+        # Among the sources: the file in the folder every container mounts, and no log server.
+        assert any(event.startswith(f"/opt/airflow/logs/dag_id={DAG_ID}/run_id={run_id}/") for event in events), events[
+            :5
+        ]
+        assert sharedlogs.SOURCE in events, events[:5]
+        assert not any("Could not read served logs" in event for event in events), events[:5]
         wait_for_run(stack, api, run_id)
+    assert "Could not read served logs" not in stack.logs("api-server")
+    assert "shared logs: task logs read from the log folder only" in stack.logs("api-server")
+    assert "airflow serve-logs" not in stack.run("top", "worker", "triggerer").stdout  # no log server process
+
+
+def test_the_api_server_has_the_airflow_internals_it_replaces_and_a_change_turns_it_off(stack: Stack):
+    check = "from airflow_stack.apiserver import sharedlogs; print(sharedlogs.incompatibilities())"
+    assert stack.run("exec", "-T", "api-server", "python", "-c", check).stdout.strip().endswith("[]")
+    changed = (
+        "from airflow.utils.log.file_task_handler import FileTaskHandler as H; "
+        "H._read_from_logs_server = lambda self, ti, path, log_type: ([], []); "
+        "from airflow_stack.apiserver import sharedlogs; print(sharedlogs.install()); "
+        "print(H._read_from_logs_server is sharedlogs._from_the_log_folder_only)"
+    )
+    out = stack.run("exec", "-T", "api-server", "python", "-c", changed).stdout
+    assert "shared logs: this Airflow differs" in out and "log_type" in out, out
+    assert out.strip().endswith("False"), out
 
 
 def test_flower_lists_the_worker_behind_basic_auth(stack: Stack, dag_run: str):

@@ -370,8 +370,9 @@ ACCEPT_NEW_SECRETS = _declare(
 SERVE_LOGS = _declare(
     "AIRFLOW_STACK_SERVE_LOGS",
     _STARTUP,
-    "Run the worker's and the triggerer's log servers (ports 8793/8794), which show running tasks' logs in the UI. "
-    "`false` saves a process in each where every component shares the log folder.",
+    "Run the worker's and the triggerer's log servers (ports 8793/8794), through which the UI shows running and "
+    "deferred tasks' logs when the log folder is not shared (ECS). `false`, the local stack's default, where every "
+    "container shares the log folder, saves a process in each; the api-server then reads logs from the folder only.",
     BOOLEAN,
     True,
 )
