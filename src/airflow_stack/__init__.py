@@ -33,7 +33,7 @@ the picture). A unit test keeps this map complete.
     worker/                  inside the Celery worker
       celeryconfig           Airflow's Celery config plus this package's worker hooks
       celery_hooks           what the worker imports at start: protection, drain, warm-up, DAG cache, task exit, logs
-      taskwarmup             task modules imported once, before the pool forks
+      taskwarmup             task modules and the API client's TLS context made once, before the pool forks
       dagcache               each DAG file parsed once per pool process, inherited by its tasks
       taskexit               the task supervisor notices its task process's exit at once
       tasklogs               a task log file that cannot be written is reported, not fatal

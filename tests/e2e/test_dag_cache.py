@@ -169,6 +169,8 @@ def test_the_image_has_the_airflow_internals_the_worker_wraps_and_a_change_turns
         "print(dagcache.incompatibilities() + taskexit.incompatibilities())"
     )
     assert stack.run("exec", "-T", "worker", "python", "-c", check).stdout.strip().endswith("[]")
+    warm = "from airflow_stack.worker import taskwarmup; print(taskwarmup.warm_api_client())"
+    assert stack.run("exec", "-T", "worker", "python", "-c", warm).stdout.strip().endswith("True")
     changed = (
         "import airflow.sdk.execution_time.task_runner as t; t.parse = lambda what: None; "
         "from airflow_stack.worker import dagcache; print(dagcache.install({})); print(dagcache.ACTIVE)"

@@ -1,6 +1,7 @@
 """Imported by Celery workers at start (celeryconfig `imports`): connects the worker-side hooks
 (scale-in protection and leaving a replaced ECS deployment, on `worker_ready`),
-imports, before the pool forks, what every task would import again (taskwarmup), and installs
+imports and builds, before the pool forks, what every task would import or build again
+(taskwarmup), and installs
 the per-pool-process DAG parse cache (dagcache), the supervisor's prompt wait for a task's
 exit (taskexit) and the guard on task log files (tasklogs)."""
 
@@ -10,6 +11,7 @@ from airflow_stack.worker import dagcache, deploydrain, scaleprotect, taskexit, 
 scaleprotect.connect_to_celery()
 deploydrain.connect_to_celery()
 taskwarmup.import_task_modules()
+taskwarmup.warm_api_client()
 log(dagcache.install())
 log(taskexit.install())
 log(tasklogs.install())
