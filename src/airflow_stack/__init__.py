@@ -36,7 +36,6 @@ the picture). A unit test keeps this map complete.
       taskwarmup             task modules and the API client's TLS context made once, before the pool forks
       dagcache               each DAG file parsed once per pool process, inherited by its tasks
       taskexit               the task supervisor notices its task process's exit at once
-      tasklogs               a task log file that cannot be written is reported, not fatal
       scaleprotect           ECS task scale-in protection while the worker holds tasks
       deploydrain            a worker left behind by an ECS deployment leaves its queue and finishes its tasks
       periodic               the background check loop scaleprotect and deploydrain run
@@ -47,6 +46,7 @@ the picture). A unit test keeps this map complete.
       scaler                 the ECS worker services' desired count from the queue (the `ecs` sink)
       loggroom               the log-groomer component: local log retention
       s3logs                 S3 task logs: switched on by one setting, probed at start
+      logfiles               a log file that cannot be written is reported, not fatal (worker, triggerer, dag-processor)
     apiserver/               inside the api-server
       plugin                 the Airflow plugin: mounts the fingerprint endpoint, installs sharedlogs
       fingerprint_api        GET /airflow-stack/fingerprints for workers

@@ -165,8 +165,8 @@ def test_top_level_code_that_needs_a_task_falls_back_to_the_tasks_own_parse(stac
 
 def test_the_image_has_the_airflow_internals_the_worker_wraps_and_a_change_turns_them_off(stack: Stack):
     check = (
-        "from airflow_stack.worker import dagcache, taskexit; "
-        "print(dagcache.incompatibilities() + taskexit.incompatibilities())"
+        "from airflow_stack.worker import dagcache, taskexit; from airflow_stack.ops import logfiles; "
+        "print(dagcache.incompatibilities() + taskexit.incompatibilities() + logfiles.incompatibilities('worker'))"
     )
     assert stack.run("exec", "-T", "worker", "python", "-c", check).stdout.strip().endswith("[]")
     warm = "from airflow_stack.worker import taskwarmup; print(taskwarmup.warm_api_client())"

@@ -415,3 +415,78 @@ def test_a_full_task_log_volume_is_reported_and_tasks_still_run(stack: Stack, ap
     assert all(t["try_number"] == 1 for t in tis), "a task was retried"
     reports = [line for line in output.splitlines() if "task log: cannot write" in line]
     assert len(reports) >= 8 and all("No space left on device" in line for line in reports), output[-5000:]
+
+
+FILLED_LOGS = "/opt/airflow/full-logs"
+
+
+def fill_log_volume(container: str) -> None:
+    """Fill the container's FILLED_LOGS, a 4 MiB tmpfs (never the host's disk)."""
+    kind = docker("exec", container, "stat", "-f", "-c", "%T", FILLED_LOGS).stdout.strip()
+    assert kind == "tmpfs", f"{container}'s {FILLED_LOGS} is {kind}, not the test's tmpfs"
+    fill = f"dd if=/dev/zero of={FILLED_LOGS}/filler bs=4k count=2048 2>/dev/null; df -k {FILLED_LOGS} | tail -1"
+    free_kib = docker("exec", container, "sh", "-c", fill).stdout.split()[3]
+    assert free_kib == "0", f"{container}'s log volume is not full: {free_kib} KiB free"
+
+
+def test_a_full_log_volume_stops_neither_the_triggerer_nor_the_dag_processor(stack: Stack, api: httpx.Client, tmp_path):
+    """The triggerer's and the dag-processor's log volumes (4 MiB tmpfs each) are full. Eight
+    deferrable sensors still end in success on their first try, a DAG file added then is still
+    parsed, and each component says which log it could not write and why."""
+    override = tmp_path / "full-component-logs.yml"
+    volume = f"[{{type: tmpfs, target: {FILLED_LOGS}, tmpfs: {{size: 4194304}}}}]"
+    override.write_text(
+        "services:\n"
+        + "".join(
+            f"  {service}:\n"
+            f"    environment: {{AIRFLOW__LOGGING__BASE_LOG_FOLDER: {FILLED_LOGS},"
+            f" AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY: {FILLED_LOGS}/dag_processor}}\n"
+            f"    volumes: {volume}\n"
+            for service in ("triggerer", "dag-processor")
+        )
+    )
+    for service in ("triggerer", "dag-processor"):
+        check = f"from airflow_stack.ops import logfiles; print(logfiles.incompatibilities({service!r}))"
+        assert stack.run("exec", "-T", service, "python", "-c", check).stdout.strip().endswith("[]"), service
+    with_override = [*stack.compose[:6], "-f", str(override), *stack.compose[6:]]
+    docker(*with_override[1:], "up", "-d", "triggerer", "dag-processor", timeout=300)
+    triggerer, processor = containers(stack, "triggerer")[0], containers(stack, "dag-processor")[0]
+    new_dag = stack.workdir / "dags" / "fault_parsed_with_full_logs.py"
+    try:
+        wait_healthy(stack)
+        fill_log_volume(triggerer)
+        fill_log_volume(processor)
+        fault_at = time.time()
+        new_dag.write_text(
+            "import pendulum\nfrom airflow.sdk import dag, task\n\n"
+            "@dag(schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz='UTC'))\n"
+            "def fault_parsed_with_full_logs():\n    @task\n    def noop():\n        pass\n    noop()\n\n"
+            "fault_parsed_with_full_logs()\n"
+        )
+        new_dag.chmod(0o644)
+        run_id = start_run(stack, api, running=8, dag="fault_deferred", state="deferred")
+        tis = finish(stack, api, run_id, "triggerer and dag-processor log volumes full", fault_at, dag="fault_deferred")
+        poll(
+            "the DAG file added with the dag-processor's log volume full is parsed",
+            lambda: api.get("/dags/fault_parsed_with_full_logs").status_code == 200,
+            180,
+            lambda: stack.logs("dag-processor"),
+        )
+        restarts = {
+            name: docker("inspect", "-f", "{{.RestartCount}}", container).stdout.strip()
+            for name, container in (("triggerer", triggerer), ("dag-processor", processor))
+        }
+    finally:
+        outputs = {}
+        for name, container in (("triggerer", triggerer), ("dag-processor", processor)):
+            logs = docker("logs", container)
+            outputs[name] = logs.stdout + logs.stderr
+        for name, output in outputs.items():
+            print(f"===== the {name}'s output with its log volume full =====\n{output[-10000:]}")
+        new_dag.unlink(missing_ok=True)
+        stack.run("up", "-d", "--force-recreate", "triggerer", "dag-processor")
+    assert all(t["try_number"] == 1 for t in tis), "a task was retried"
+    for name, output in outputs.items():
+        reports = [line for line in output.splitlines() if "log: cannot write" in line]
+        assert reports and all("No space left on device" in line for line in reports), (name, output[-5000:])
+    assert restarts == {"triggerer": "0", "dag-processor": "0"}, restarts

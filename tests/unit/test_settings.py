@@ -126,6 +126,18 @@ def test_a_component_without_a_log_server_is_never_given_the_flag():
     assert components.argv(components.get("scheduler"), {settings.SERVE_LOGS.name: "false"}) == ("airflow", "scheduler")
 
 
+def test_the_triggerer_and_the_dag_processor_run_airflow_through_the_log_file_guard():
+    import sys
+
+    from airflow_stack.core import components
+
+    for name in ("triggerer", "dag-processor"):
+        argv = components.argv(components.get(name), {settings.SERVE_LOGS.name: "false"})
+        assert argv[:4] == (sys.executable, "-m", "airflow_stack.ops.logfiles", name)
+        assert argv[4:6] == ("airflow", name)
+    assert components.argv(components.get("triggerer"), {})[-2:] == ("airflow", "triggerer")
+
+
 def test_a_serve_logs_value_that_is_not_a_boolean_is_refused_by_name():
     from airflow_stack.core import components
 

@@ -8,6 +8,7 @@ Standard library only: the host tools read it too.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 
@@ -48,6 +49,9 @@ class Component:
     # db-migrate), "api-server-endpoint" (it publishes them), "records" (db-migrate writes them), "".
     fingerprints: str = ""
     serves_logs: bool = False  # runs Airflow's log server unless AIRFLOW_STACK_SERVE_LOGS=false
+    # Its supervisor writes log files: run through airflow_stack.ops.logfiles, so that a log file
+    # that cannot be written is reported instead of stopping it (the worker installs it itself).
+    guards_log_files: bool = False
     task_logs: bool = False  # writes or reads task logs: with S3 logs on, probes the bucket at start
     passwords: tuple[Setting, ...] = ()  # plain passwords checked at start, beyond those in URLs
     probe: Probe | None = None
@@ -106,6 +110,7 @@ COMPONENTS: dict[str, Component] = {
             command=("airflow", "dag-processor"),
             **_AIRFLOW,
             fingerprints="metadata-db",
+            guards_log_files=True,
             task_logs=True,
             probe=Probe("heartbeat", "DagProcessorJob"),
         ),
@@ -115,6 +120,7 @@ COMPONENTS: dict[str, Component] = {
             command=("airflow", "triggerer"),
             **_AIRFLOW,
             fingerprints="metadata-db",
+            guards_log_files=True,
             serves_logs=True,
             task_logs=True,
             probe=Probe("heartbeat", "TriggererJob"),
@@ -188,10 +194,14 @@ COMPONENTS: dict[str, Component] = {
 
 
 def argv(component: Component, env: Mapping[str, str]) -> tuple[str, ...]:
-    """The command the component runs, without its log server when AIRFLOW_STACK_SERVE_LOGS=false."""
+    """The command the component runs: without its log server when AIRFLOW_STACK_SERVE_LOGS=false,
+    and through the log file guard (airflow_stack.ops.logfiles) when it writes log files."""
+    command = component.command
     if component.serves_logs and not settings.SERVE_LOGS.read(env):
-        return (*component.command, "--skip-serve-logs")
-    return component.command
+        command = (*command, "--skip-serve-logs")
+    if component.guards_log_files:
+        command = (sys.executable, "-m", "airflow_stack.ops.logfiles", component.name, *command)
+    return command
 
 
 def one_shot_names() -> frozenset[str]:

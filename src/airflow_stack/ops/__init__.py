@@ -1,1 +1,1 @@
-"""Operations: the monitor, the log groomer and S3 task logs."""
+"""Operations: the monitor, the log groomer, S3 task logs and log files that cannot be written."""

@@ -1,5 +1,6 @@
-"""The task log guard on real files: /dev/full answers every write with ENOSPC, as a full log
-volume does (the worker's own Airflow internals are checked in tests/e2e/test_faults.py)."""
+"""The log file guard on real files: /dev/full answers every write with ENOSPC, as a full log
+volume does (the Airflow internals it relies on, in the worker, the triggerer and the
+dag-processor, are checked in tests/e2e/test_faults.py)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from airflow_stack.worker import tasklogs
+from airflow_stack.ops import logfiles
 
 
 @pytest.fixture
 def output(monkeypatch) -> io.BytesIO:
     """What reaches the worker's output instead of the task log."""
     captured = io.BytesIO()
-    monkeypatch.setattr(tasklogs, "WorkerOutput", lambda: captured)
+    monkeypatch.setattr(logfiles, "ComponentOutput", lambda: captured)
     return captured
 
 
@@ -27,7 +28,7 @@ def write_lines(file, *lines: bytes) -> None:
 
 
 def test_a_writable_log_is_left_as_it_is(tmp_path: Path, output: io.BytesIO, capsys):
-    init = tasklogs.guard(lambda relative: tmp_path / relative)
+    init = logfiles.guard(lambda relative: tmp_path / relative)
     file = init("attempt=1.log").open("ab")
     write_lines(file, b"one\n", b"two\n")
     # What Airflow's upload to remote logging reads to find the file.
@@ -38,7 +39,7 @@ def test_a_writable_log_is_left_as_it_is(tmp_path: Path, output: io.BytesIO, cap
 
 
 def test_a_full_volume_is_reported_once_and_the_lines_go_to_the_worker_output(output: io.BytesIO, capsys):
-    file = tasklogs.guard(lambda relative: Path("/dev/full"))("attempt=1.log").open("ab")
+    file = logfiles.guard(lambda relative: Path("/dev/full"))("attempt=1.log").open("ab")
     write_lines(file, b"one\n", b"two\n", b"three\n")
     file.close()
     err = capsys.readouterr().err
@@ -52,9 +53,29 @@ def test_a_log_file_that_cannot_be_created_is_reported_and_nothing_raises(output
     def init_log_file(relative: str) -> Path:
         raise OSError(errno.ENOSPC, "No space left on device", relative)
 
-    path = tasklogs.guard(init_log_file)("dag_id=d/attempt=1.log")
+    path = logfiles.guard(init_log_file)("dag_id=d/attempt=1.log")
     file = path.open("ab")
     write_lines(file, b"one\n")
     file.close()
     assert "task log: cannot write dag_id=d/attempt=1.log" in capsys.readouterr().err
     assert output.getvalue() == b"one\n"
+
+
+def test_a_triggerer_log_is_reported_as_a_trigger_log_and_closes_as_airflow_expects(output: io.BytesIO, capsys):
+    init = logfiles.guard(lambda relative: Path("/dev/full"), logfiles.WRITERS["triggerer"])
+    file = init("attempt=1.log.trigger.7.log").open("wb")
+    write_lines(file, b"one\n")
+    assert not file.closed  # the triggerer closes only a file that is not closed yet
+    file.close()
+    assert file.closed
+    err = capsys.readouterr().err
+    assert "trigger log: cannot write /dev/full" in err and "the trigger runs on" in err, err
+    assert "the triggerer's output" in err and output.getvalue() == b"one\n"
+
+
+def test_the_launcher_refuses_an_unknown_component_or_command(capsys):
+    assert logfiles.main(["scheduler", "airflow", "scheduler"]) == 2
+    assert logfiles.main(["triggerer", "sh", "-c", "true"]) == 2
+    assert "usage: python -m airflow_stack.ops.logfiles {worker,triggerer,dag-processor} airflow ARGS" in (
+        capsys.readouterr().err
+    )
