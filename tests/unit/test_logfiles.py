@@ -76,6 +76,7 @@ def test_a_triggerer_log_is_reported_as_a_trigger_log_and_closes_as_airflow_expe
 def test_the_launcher_refuses_an_unknown_component_or_command(capsys):
     assert logfiles.main(["scheduler", "airflow", "scheduler"]) == 2
     assert logfiles.main(["triggerer", "sh", "-c", "true"]) == 2
+    assert logfiles.main([]) == 2
     assert "usage: python -m airflow_stack.ops.logfiles {worker,triggerer,dag-processor} airflow ARGS" in (
         capsys.readouterr().err
     )

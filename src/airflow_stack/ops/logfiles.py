@@ -51,6 +51,8 @@ class Writer:
     output: str  # "the worker's output"
     # (function, what its source must contain): where Airflow creates and opens these files.
     uses: tuple[tuple[str, tuple[str, ...]], ...]
+    # Modules that imported init_log_file when they were imported: their name is wrapped too.
+    rebinds: tuple[str, ...] = ()
 
 
 WRITERS = {
@@ -82,13 +84,13 @@ WRITERS = {
         "DAG file log",
         "parsing goes on",
         "the dag-processor's output",
-        # The manager imported init_log_file at its own import: its module attribute is wrapped too.
         (
             (
                 "airflow.dag_processing.manager:DagFileProcessorManager._get_logger_for_dag_file",
                 ("init_log_file(log_filename)", 'log_file.open("ab")'),
             ),
         ),
+        rebinds=("airflow.dag_processing.manager",),
     ),
 }
 
@@ -118,6 +120,9 @@ def incompatibilities(component: str = "worker") -> list[str]:
             problems.append(f"{target} is gone ({exc!r})")
             continue
         problems += [f"{target} no longer has `{text}`" for text in needed if text not in source]
+    for module in WRITERS[component].rebinds:
+        if not hasattr(importlib.import_module(module), "init_log_file"):
+            problems.append(f"{module} no longer imports init_log_file")
     return problems
 
 
@@ -233,17 +238,15 @@ def install(component: str = "worker") -> str:
 
     if not getattr(sdk_log.init_log_file, "guarded", False):
         sdk_log.init_log_file = guard(sdk_log.init_log_file, writer)
-    if component == "dag-processor":
-        from airflow.dag_processing import manager
-
-        manager.init_log_file = sdk_log.init_log_file
+    for module in writer.rebinds:
+        importlib.import_module(module).init_log_file = sdk_log.init_log_file
     return f"{writer.log}s: one that cannot be written is reported and goes to {writer.output}"
 
 
 def main(argv: list[str]) -> int:
     """`python -m airflow_stack.ops.logfiles COMPONENT airflow ARGS...`: wrap, then run Airflow's
     command line in this process."""
-    component, command = argv[0], argv[1:]
+    component, command = (argv[0], argv[1:]) if argv else ("", [])
     if component not in WRITERS or command[:1] != ["airflow"]:
         log(f"usage: python -m airflow_stack.ops.logfiles {{{','.join(WRITERS)}}} airflow ARGS...")
         return 2
