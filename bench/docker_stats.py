@@ -22,8 +22,10 @@ class Docker:
         cache = memory.get("stats", {}).get("inactive_file", memory.get("stats", {}).get("total_inactive_file", 0))
         return s["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9, (memory.get("usage", 0) - cache) / 2**20
 
-    def processes(self, container: str) -> list[tuple[str, float]]:
-        """(command, PSS MiB) of each process in the container, read from the host's /proc."""
+    def processes(self, container: str) -> list[tuple[str, float, float]]:
+        """(command, PSS MiB, private MiB) of each process in the container, read from the host's
+        /proc. Private (clean and dirty) is what the process alone holds: for a forked pool
+        process, the pages it has written since the fork."""
         top = self.client.get(f"http://docker/containers/{container}/top", params={"ps_args": "-o pid,args"}).json()
         found = []
         for pid, args in top.get("Processes", []):
@@ -31,6 +33,7 @@ class Docker:
                 rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
             except OSError:  # gone, or not root
                 continue
-            pss_kib = next((int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")), 0)
-            found.append((args[:80], round(pss_kib / 1024, 1)))
+            fields = {line.split()[0].rstrip(":"): int(line.split()[1]) for line in rollup.splitlines()[1:]}
+            private_kib = fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+            found.append((args[:80], round(fields.get("Pss", 0) / 1024, 1), round(private_kib / 1024, 1)))
         return found

@@ -14,9 +14,12 @@ listener on the stack's network. At the end it reports:
 - the scheduler's loop duration, p50, p95, p99 and the maximum;
 - queue latency (queued -> started), p50, p95 and p99.
 
-    uv run --project tools/bench --frozen python bench/soak.py [--minutes 60]
+    uv run --project tools/bench --frozen python bench/soak.py [--minutes 60] [--trace-scheduler]
 
-Prints the figures and writes bench/results/soak.json, soak.md and soak.png.
+Prints the figures and writes bench/results/soak.json, soak.md and soak.png. With
+`--trace-scheduler`, the scheduler runs under tracemalloc (`bench/memtrace.py`) and its report,
+the Python heap against the process's memory and the lines that grew, goes to
+bench/results/soak-memtrace.txt; its loop times are then not comparable with an untraced run.
 """
 
 from __future__ import annotations
@@ -141,18 +144,39 @@ def chart(samples: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def soak(minutes: float) -> dict:
+def memtrace_override(workdir: Path, image: str) -> Path:
+    """A compose file that loads bench/memtrace.py into the scheduler through a .pth file."""
+    site = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "python", image,
+         "-c", "import site; print(site.getsitepackages()[0])"],
+        check=True, capture_output=True, text=True, timeout=120,
+    ).stdout.strip()  # fmt: skip
+    pth = workdir / "memtrace.pth"
+    pth.write_text("import airflow_stack_memtrace\n")
+    override = workdir / "memtrace.yml"
+    override.write_text(
+        "services:\n  scheduler:\n    volumes:\n"
+        f"      - {Path(__file__).parent / 'memtrace.py'}:{site}/airflow_stack_memtrace.py:ro\n"
+        f"      - {pth}:{site}/airflow_stack_memtrace.pth:ro\n"
+    )
+    return override
+
+
+def soak(minutes: float, trace_scheduler: bool = False) -> dict:
     with tempfile.TemporaryDirectory(prefix="soak-") as workdir:
         options = Path(workdir) / "airflow.env"
         options.write_text(
             f"AIRFLOW__METRICS__STATSD_ON=True\nAIRFLOW__METRICS__STATSD_HOST={STATSD}\nAIRFLOW__METRICS__STATSD_PORT=8125\n"
         )
         files = {f"soak_{i:02d}.py": soak_dag(i) for i in range(20)}
-        stack = Stack("ours", Path(workdir), dag_files=files, env={"AIRFLOW_ENV_FILE": str(options)}, name="soak")
+        image = "airflow-stack:latest"
+        overrides = [memtrace_override(Path(workdir), image)] if trace_scheduler else []
+        env = {"AIRFLOW_ENV_FILE": str(options)}
+        stack = Stack("ours", Path(workdir), dag_files=files, env=env, name="soak", overrides=overrides)
         listener = f"{stack.project}-{STATSD}"
         try:
             stack.up()
-            image = stack.env.get("AIRFLOW_IMAGE", "airflow-stack:latest")
+            image = stack.env.get("AIRFLOW_IMAGE", image)
             subprocess.run(
                 ["docker", "run", "-d", "--name", listener, "--network", f"{stack.project}_default",
                  "--network-alias", STATSD, "--entrypoint", "python", image, "-u", "-c", LISTENER],
@@ -169,6 +193,10 @@ def soak(minutes: float) -> dict:
             with stack.api() as api:
                 tis = task_instances(api, since)
             logs = subprocess.run(["docker", "logs", listener], capture_output=True, text=True, timeout=120).stdout
+            trace = Path(workdir) / "logs" / "memtrace.txt"
+            if trace_scheduler:
+                RESULTS.mkdir(parents=True, exist_ok=True)
+                (RESULTS / "soak-memtrace.txt").write_text(trace.read_text() if trace.exists() else "no report\n")
         finally:
             subprocess.run(["docker", "rm", "-f", listener], capture_output=True, timeout=120)
             stack.run("down", "-v", "--remove-orphans")
@@ -213,8 +241,11 @@ def markdown(result: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=60, help="how long the load runs (default 60)")
+    parser.add_argument(
+        "--trace-scheduler", action="store_true", help="trace the scheduler's heap (bench/results/soak-memtrace.txt)"
+    )
     args = parser.parse_args()
-    result = soak(args.minutes)
+    result = soak(args.minutes, args.trace_scheduler)
     RESULTS.mkdir(parents=True, exist_ok=True)
     measured = {"measured_at": datetime.now().isoformat(timespec="seconds"), **result}
     (RESULTS / "soak.json").write_text(json.dumps(measured, indent=2) + "\n")

@@ -65,7 +65,8 @@ DAGS = {"bench_fanout_100": 100, "bench_fanout_1000": 1000, "bench_small": 3}
 class Stack:
     """The real compose file with a profile's settings (PROFILES) under the project
     `airflow-bench-<name>` (name: the profile's, by default), with `dag_files` (file name ->
-    source; default: the fan-out DAGs) and `env` added to its fresh .env."""
+    source; default: the fan-out DAGs), `env` added to its fresh .env and `overrides` (compose
+    files) after the profile's."""
 
     def __init__(
         self,
@@ -74,11 +75,12 @@ class Stack:
         dag_files: dict[str, str] | None = None,
         env: dict | None = None,
         name: str | None = None,
+        overrides: list[Path] | None = None,
     ):
         self.profile = profile
         self.project = f"airflow-bench-{name or profile}"
         self.env_file = workdir / ".env"
-        files = [ROOT / "docker-compose.yml", *PROFILES[profile]]
+        files = [ROOT / "docker-compose.yml", *PROFILES[profile], *(overrides or [])]
         self.compose = [
             "docker",
             "compose",
@@ -280,7 +282,8 @@ def measure(profile: str, quick: bool) -> dict:
             time.sleep(30)  # settle before the idle sample (not a synchronisation)
             result["idle_memory_mib"] = stack.memory()
             result["idle_memory_total_mib"] = round(sum(result["idle_memory_mib"].values()), 1)
-            result["idle_processes_pss_mib"] = {s: stack.docker.processes(c) for s, c in stack.containers().items()}
+            # Per process: [command, PSS MiB, private MiB].
+            result["idle_processes_mib"] = {s: stack.docker.processes(c) for s, c in stack.containers().items()}
             with stack.api() as api:
                 for dag_id in DAGS:  # parsed and listed before the clock starts
                     deadline = time.monotonic() + 300
