@@ -95,9 +95,8 @@ def test_a_running_task_log_is_read_from_the_shared_log_folder(stack: Stack, dag
         assert api.get(greet).json()["state"] == "running"
         assert any("hello from" in event for event in events)
         # Among the sources: the file in the folder every container mounts, and no log server.
-        assert any(event.startswith(f"/opt/airflow/logs/dag_id={DAG_ID}/run_id={run_id}/") for event in events), events[
-            :5
-        ]
+        local = f"/opt/airflow/logs/dag_id={DAG_ID}/run_id={run_id}/"
+        assert any(event.startswith(local) for event in events), events[:5]
         assert sharedlogs.SOURCE in events, events[:5]
         assert not any("Could not read served logs" in event for event in events), events[:5]
         wait_for_run(stack, api, run_id)

@@ -1,9 +1,8 @@
 """Imported by Celery workers at start (celeryconfig `imports`): connects the worker-side hooks
-(scale-in protection and leaving a replaced ECS deployment, on `worker_ready`),
-imports and builds, before the pool forks, what every task would import or build again
-(taskwarmup), and installs
-the per-pool-process DAG parse cache (dagcache), the supervisor's prompt wait for a task's
-exit (taskexit) and the guard on task log files (airflow_stack.ops.logfiles)."""
+(scale-in protection and leaving a replaced ECS deployment, on `worker_ready`), imports and
+builds, before the pool forks, what every task would import or build again (taskwarmup), and
+installs the per-pool-process DAG parse cache (dagcache), the supervisor's prompt wait for a
+task's exit (taskexit) and the guard on task log files (airflow_stack.ops.logfiles)."""
 
 from airflow_stack.core.errors import log
 from airflow_stack.ops import logfiles
