@@ -224,6 +224,22 @@ def trigger_and_wait(stack: Stack, api: httpx.Client, conf: dict | None = None) 
     return run_id
 
 
+def running_greet_log(stack: Stack, api: httpx.Client, seconds: int = 40) -> tuple[str, list[str]]:
+    """Start a run whose `greet` stays busy for `seconds`; once it runs with its greeting in its
+    log, return the run's id and the log's events (its sources first) as the REST API gives them."""
+    run_id = trigger(stack, api, conf={"seconds": seconds})
+    greet = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/greet"
+
+    def running_log():
+        if api.get(greet).json().get("state") != "running":
+            return None
+        events = [entry.get("event", "") for entry in api.get(f"{greet}/logs/1").json()["content"]]
+        return events if any(f"staying busy for {seconds} s" in event for event in events) else None
+
+    events = poll("greet running with its greeting in the log", running_log, 90, lambda: stack.logs("worker"))
+    return run_id, events
+
+
 def wait_for_run(stack: Stack, api: httpx.Client, run_id: str) -> None:
 
     def finished():

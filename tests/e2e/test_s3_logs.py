@@ -9,7 +9,7 @@ import pytest
 
 from airflow_stack.host.stackwait import read_states
 
-from .conftest import DAG_ID, Stack, poll, trigger, trigger_and_wait, wait_for_run
+from .conftest import DAG_ID, Stack, poll, running_greet_log, trigger_and_wait, wait_for_run
 from .conftest import S3_BUCKET as BUCKET
 from .conftest import S3_PREFIX as PREFIX
 
@@ -39,16 +39,7 @@ def test_components_probed_the_bucket_at_start(s3_stack: Stack):
 
 def test_a_running_task_log_is_served_by_the_worker(s3_stack: Stack):
     with s3_stack.api() as api:
-        run_id = trigger(s3_stack, api, conf={"seconds": 40})
-        greet = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/greet"
-
-        def running_log():
-            if api.get(greet).json().get("state") != "running":
-                return None
-            events = [entry.get("event", "") for entry in api.get(f"{greet}/logs/1").json()["content"]]
-            return events if any("staying busy for 40 s" in event for event in events) else None
-
-        events = poll("greet running with its greeting in the log", running_log, 90, lambda: s3_stack.logs("worker"))
+        run_id, events = running_greet_log(s3_stack, api)
         # Among the sources: the worker's log server, reached with the shared [api] secret_key.
         served = f"http://{s3_stack.container_hostname('worker')}:8793/log/dag_id={DAG_ID}/"
         assert any(event.startswith(served) for event in events), events[:5]

@@ -16,7 +16,7 @@ import pytest
 from airflow_stack.apiserver import sharedlogs
 from airflow_stack.host.stackwait import ONE_SHOT_SERVICES, read_states
 
-from .conftest import ARTIFACTS, DAG_ID, Stack, poll, trigger, trigger_and_wait, wait_for_run
+from .conftest import ARTIFACTS, DAG_ID, Stack, poll, running_greet_log, trigger_and_wait, wait_for_run
 
 AIRFLOW_SERVICES = ["api-server", "scheduler", "dag-processor", "triggerer", "worker", "flower"]
 
@@ -82,17 +82,8 @@ def test_task_log_is_readable_through_the_rest_api(stack: Stack, dag_run: str):
 
 def test_a_running_task_log_is_read_from_the_shared_log_folder(stack: Stack, dag_run: str):
     with stack.api() as api:
-        run_id = trigger(stack, api, conf={"seconds": 40})
-        greet = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/greet"
-
-        def running_log():
-            if api.get(greet).json().get("state") != "running":
-                return None
-            events = [entry.get("event", "") for entry in api.get(f"{greet}/logs/1").json()["content"]]
-            return events if any("staying busy for 40 s" in event for event in events) else None
-
-        events = poll("greet running with its greeting in the log", running_log, 90, lambda: stack.logs("worker"))
-        assert api.get(greet).json()["state"] == "running"
+        run_id, events = running_greet_log(stack, api)
+        assert api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/greet").json()["state"] == "running"
         assert any("hello from" in event for event in events)
         # Among the sources: the file in the folder every container mounts, and no log server.
         local = f"/opt/airflow/logs/dag_id={DAG_ID}/run_id={run_id}/"
