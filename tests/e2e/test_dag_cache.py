@@ -4,7 +4,8 @@ keep their changes to module state to themselves, and run the new code once the 
 module of the DAG folder is edited; top-level code that needs a task (a Variable through the
 task API) falls back to the task's own parse with the Variable's value; the switch turns it off;
 and the Airflow internals it and the supervisor's exit wait (worker.taskexit) wrap are the ones
-the image has.
+the image has. The supervisor's first heartbeat (worker.firstheartbeat): a task shorter than the
+heartbeat interval sends none, a longer one still does.
 """
 
 from __future__ import annotations
@@ -77,6 +78,33 @@ NEEDS_A_TASK = """
 """
 
 
+HEARTBEATS = """
+    \"\"\"Written by tests/e2e/test_dag_cache.py: a task shorter than the heartbeat interval, one longer.\"\"\"
+    import time
+
+    import pendulum
+    from airflow.sdk import dag, get_current_context, task
+
+
+    @dag(schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC"), catchup=False)
+    def cache_e2e_heartbeats():
+        @task
+        def quick() -> dict:
+            return {"task": "quick", "ti": str(get_current_context()["ti"].id)}
+
+        @task
+        def slow() -> dict:
+            time.sleep(12)  # [workers] min_heartbeat_interval is 5 s
+            return {"task": "slow", "ti": str(get_current_context()["ti"].id)}
+
+        quick()
+        slow()
+
+
+    cache_e2e_heartbeats()
+"""
+
+
 def write(path: Path, text: str) -> None:
     path.write_text(textwrap.dedent(text).lstrip())
     path.chmod(0o644)
@@ -91,7 +119,7 @@ def dags(stack: Stack) -> Iterator[Path]:
         stack.up()
     folder = Path(stack.env["AIRFLOW_DAGS_DIR"])
     yield folder
-    for name in ("cache_e2e_probe.py", "cache_e2e_helper.py", "cache_e2e_needs_a_task.py"):
+    for name in ("cache_e2e_probe.py", "cache_e2e_helper.py", "cache_e2e_needs_a_task.py", "cache_e2e_heartbeats.py"):
         (folder / name).unlink(missing_ok=True)
 
 
@@ -165,8 +193,9 @@ def test_top_level_code_that_needs_a_task_falls_back_to_the_tasks_own_parse(stac
 
 def test_the_image_has_the_airflow_internals_the_worker_wraps_and_a_change_turns_them_off(stack: Stack):
     check = (
-        "from airflow_stack.worker import dagcache, taskexit; from airflow_stack.ops import logfiles; "
-        "print(dagcache.incompatibilities() + taskexit.incompatibilities() + logfiles.incompatibilities('worker'))"
+        "from airflow_stack.worker import dagcache, firstheartbeat, taskexit; from airflow_stack.ops import logfiles; "
+        "print(dagcache.incompatibilities() + taskexit.incompatibilities() + firstheartbeat.incompatibilities() "
+        "+ logfiles.incompatibilities('worker'))"
     )
     assert stack.run("exec", "-T", "worker", "python", "-c", check).stdout.strip().endswith("[]")
     warm = "from airflow_stack.worker import taskwarmup; print(taskwarmup.warm_api_client())"
@@ -185,8 +214,30 @@ def test_the_image_has_the_airflow_internals_the_worker_wraps_and_a_change_turns
     )
     out = stack.run("exec", "-T", "worker", "python", "-c", changed).stdout
     assert "task exit: Airflow's own wait" in out and "no longer takes max_wait_time" in out, out
+    changed = (
+        "from airflow.sdk.execution_time.supervisor import ActivitySubprocess as A; "
+        "A._send_heartbeat_if_needed = lambda self: None; "
+        "from airflow_stack.worker import firstheartbeat; print(firstheartbeat.install())"
+    )
+    out = stack.run("exec", "-T", "worker", "python", "-c", changed).stdout
+    assert "first heartbeat: Airflow's own" in out and "_send_heartbeat_if_needed no longer has" in out, out
     logs = stack.logs("worker", tail=5000)
     assert "DAG cache: on" in logs and "task exit: the supervisor waits on the task process" in logs
+    assert "first heartbeat: one heartbeat interval after the task's start" in logs
+
+
+def test_a_task_shorter_than_the_heartbeat_interval_sends_no_heartbeat_a_longer_one_does(stack: Stack, dags: Path):
+    write(dags / "cache_e2e_heartbeats.py", HEARTBEATS)
+    with stack.api() as api:
+        results = {r["task"]: r["ti"] for r in run_and_collect(stack, api, "cache_e2e_heartbeats")}
+    access = stack.logs("api-server", tail=20000)
+
+    def heartbeats(ti: str) -> int:
+        return access.count(f"path=/execution/task-instances/{ti}/heartbeat ")
+
+    assert f"path=/execution/task-instances/{results['quick']}/run " in access, access[-3000:]
+    assert heartbeats(results["quick"]) == 0, access[-3000:]
+    assert heartbeats(results["slow"]) >= 1, access[-3000:]
 
 
 def test_the_switch_turns_it_off(stack: Stack, dags: Path):

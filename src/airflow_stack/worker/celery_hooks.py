@@ -2,11 +2,12 @@
 (scale-in protection and leaving a replaced ECS deployment, on `worker_ready`), imports and
 builds, before the pool forks, what every task would import or build again (taskwarmup), and
 installs the per-pool-process DAG parse cache (dagcache), the supervisor's prompt wait for a
-task's exit (taskexit) and the guard on task log files (airflow_stack.ops.logfiles)."""
+task's exit (taskexit), its first heartbeat one interval after the start (firstheartbeat) and
+the guard on task log files (airflow_stack.ops.logfiles)."""
 
 from airflow_stack.core.errors import log
 from airflow_stack.ops import logfiles
-from airflow_stack.worker import dagcache, deploydrain, scaleprotect, taskexit, taskwarmup
+from airflow_stack.worker import dagcache, deploydrain, firstheartbeat, scaleprotect, taskexit, taskwarmup
 
 scaleprotect.connect_to_celery()
 deploydrain.connect_to_celery()
@@ -14,6 +15,7 @@ taskwarmup.import_task_modules()
 taskwarmup.warm_api_client()
 log(dagcache.install())
 log(taskexit.install())
+log(firstheartbeat.install())
 log(logfiles.install("worker"))
 taskwarmup.freeze_heap()
 taskwarmup.connect_to_celery()
