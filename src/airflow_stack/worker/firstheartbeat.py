@@ -49,10 +49,17 @@ def incompatibilities() -> list[str]:
     if missing := [name for name in FIELDS if name not in fields]:
         problems.append(f"ActivitySubprocess has no {', '.join(missing)}")
     for method, line in USES:
-        function = getattr(ActivitySubprocess, method, None)
-        if function is None or line not in inspect.getsource(function):
+        if line not in _source(getattr(ActivitySubprocess, method, None)):
             problems.append(f"ActivitySubprocess.{method} no longer has `{line}`")
     return problems
+
+
+def _source(function: Any) -> str:
+    """The function's source, or nothing when there is none to read (missing, built in, no file)."""
+    try:
+        return inspect.getsource(function)
+    except (OSError, TypeError):
+        return ""
 
 
 def mark_started(subprocess: Any) -> None:
