@@ -32,10 +32,11 @@ the picture). A unit test keeps this map complete.
       parsing                where the dag-processor finds DAGs (folder or releases) and how soon
     worker/                  inside the Celery worker
       celeryconfig           Airflow's Celery config plus this package's worker hooks
-      celery_hooks           what the worker imports at start: protection, drain, warm-up, DAG cache, task exit, logs
+      celery_hooks           the worker's start-up hooks: protection, drain, warm-up, DAG cache, task supervisor, logs
       taskwarmup             task modules and the API client's TLS context made once, before the pool forks
       dagcache               each DAG file parsed once per pool process, inherited by its tasks
       taskexit               the task supervisor notices its task process's exit at once
+      firstheartbeat         the supervisor's first heartbeat one interval after the task's start, not at once
       scaleprotect           ECS task scale-in protection while the worker holds tasks
       deploydrain            a worker left behind by an ECS deployment leaves its queue and finishes its tasks
       periodic               the background check loop scaleprotect and deploydrain run
