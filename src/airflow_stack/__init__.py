@@ -10,6 +10,7 @@ the picture). A unit test keeps this map complete.
       errors                 StackError (problem, setting, fix), progress lines, links into docs/
       metadb                 the metadata DB without Airflow: heartbeats, task counts and states, fingerprints
       privileges             dropping root at start; the uid of DAG validation's sandbox
+      pins                   checks that the Airflow internals a wrapper relies on are still there
     checks/                  before and while a component runs
       preflight              the checks a component passes before it starts
       waiting                bounded waits for PostgreSQL, Redis and the execution API

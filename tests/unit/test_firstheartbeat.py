@@ -26,9 +26,3 @@ def test_the_start_counts_as_the_latest_heartbeat_attempt():
 def test_without_what_it_wraps_it_leaves_airflow_alone_and_says_why():
     message = firstheartbeat.install()  # no Airflow in the unit-test environment
     assert message.startswith("first heartbeat: Airflow's own") and "cannot import" in message
-
-
-def test_a_function_without_source_reads_as_no_source():
-    assert firstheartbeat._source(len) == ""  # built in
-    assert firstheartbeat._source(None) == ""  # missing
-    assert "def mark_started" in firstheartbeat._source(firstheartbeat.mark_started)

@@ -20,9 +20,10 @@ does not have, and then `install()` leaves Airflow alone with a warning.
 
 from __future__ import annotations
 
-import inspect
 import time
 from typing import Any
+
+from airflow_stack.core import pins
 
 STARTED_PARAMETERS = ("self", "ti", "dag_rel_path", "bundle_info", "sentry_integration")
 FIELDS = ("_last_heartbeat_attempt", "_last_successful_heartbeat")
@@ -37,29 +38,18 @@ USES = (
 def incompatibilities() -> list[str]:
     """What the wrapper relies on that this Airflow does not have (empty when all is there)."""
     try:
-        import attrs
         from airflow.sdk.execution_time.supervisor import ActivitySubprocess
     except ImportError as exc:
         return [f"cannot import what it wraps: {exc}"]
-    problems = []
-    started = getattr(ActivitySubprocess, "_on_child_started", None)
-    if started is None or tuple(inspect.signature(started).parameters) != STARTED_PARAMETERS:
-        problems.append(f"ActivitySubprocess._on_child_started no longer takes {', '.join(STARTED_PARAMETERS[1:])}")
-    fields = {field.name for field in attrs.fields(ActivitySubprocess)}
-    if missing := [name for name in FIELDS if name not in fields]:
-        problems.append(f"ActivitySubprocess has no {', '.join(missing)}")
+    problems = pins.takes(
+        "ActivitySubprocess._on_child_started",
+        getattr(ActivitySubprocess, "_on_child_started", None),
+        STARTED_PARAMETERS,
+    )
+    problems += pins.has_fields("ActivitySubprocess", ActivitySubprocess, FIELDS)
     for method, line in USES:
-        if line not in _source(getattr(ActivitySubprocess, method, None)):
-            problems.append(f"ActivitySubprocess.{method} no longer has `{line}`")
+        problems += pins.has_lines(f"ActivitySubprocess.{method}", getattr(ActivitySubprocess, method, None), (line,))
     return problems
-
-
-def _source(function: Any) -> str:
-    """The function's source, or nothing when there is none to read (missing, built in, no file)."""
-    try:
-        return inspect.getsource(function)
-    except (OSError, TypeError):
-        return ""
 
 
 def mark_started(subprocess: Any) -> None:

@@ -20,9 +20,10 @@ does not have, and then `install()` leaves Airflow alone with a warning.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 from typing import Any
+
+from airflow_stack.core import pins
 
 SERVICE_PARAMETERS = ("self", "max_wait_time", "raise_on_timeout", "expect_signal")
 FIELDS = ("selector", "_process", "_exit_code")
@@ -31,17 +32,15 @@ FIELDS = ("selector", "_process", "_exit_code")
 def incompatibilities() -> list[str]:
     """What the wrapper relies on that this Airflow does not have (empty when all is there)."""
     try:
-        import attrs
         from airflow.sdk.execution_time.supervisor import ActivitySubprocess, PsutilTracker
     except ImportError as exc:
         return [f"cannot import what it wraps: {exc}"]
-    problems = []
-    service = getattr(ActivitySubprocess, "_service_subprocess", None)
-    if service is None or tuple(inspect.signature(service).parameters) != SERVICE_PARAMETERS:
-        problems.append(f"ActivitySubprocess._service_subprocess no longer takes {', '.join(SERVICE_PARAMETERS[1:])}")
-    fields = {field.name for field in attrs.fields(ActivitySubprocess)}
-    if missing := [name for name in FIELDS if name not in fields]:
-        problems.append(f"ActivitySubprocess has no {', '.join(missing)}")
+    problems = pins.takes(
+        "ActivitySubprocess._service_subprocess",
+        getattr(ActivitySubprocess, "_service_subprocess", None),
+        SERVICE_PARAMETERS,
+    )
+    problems += pins.has_fields("ActivitySubprocess", ActivitySubprocess, FIELDS)
     if not all(hasattr(PsutilTracker, name) for name in ("wait", "TimeoutExpired")):
         problems.append("PsutilTracker no longer has wait and TimeoutExpired")
     # Airflow's check waits again after this wrapper's wait has reaped the process: psutil must
