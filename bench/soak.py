@@ -15,6 +15,7 @@ listener on the stack's network. At the end it reports:
 - queue latency (queued -> started), p50, p95 and p99.
 
     uv run --project tools/bench --frozen python bench/soak.py [--minutes 60] [--trace-scheduler]
+        [--option NAME=VALUE ...]
 
 Prints the figures and writes bench/results/soak.json, soak.md and soak.png. With
 `--trace-scheduler`, the scheduler runs under tracemalloc (`bench/memtrace.py`) and its report,
@@ -162,11 +163,12 @@ def memtrace_override(workdir: Path, image: str) -> Path:
     return override
 
 
-def soak(minutes: float, trace_scheduler: bool = False) -> dict:
+def soak(minutes: float, trace_scheduler: bool = False, extra_options: tuple[str, ...] = ()) -> dict:
     with tempfile.TemporaryDirectory(prefix="soak-") as workdir:
         options = Path(workdir) / "airflow.env"
         options.write_text(
             f"AIRFLOW__METRICS__STATSD_ON=True\nAIRFLOW__METRICS__STATSD_HOST={STATSD}\nAIRFLOW__METRICS__STATSD_PORT=8125\n"
+            + "".join(f"{option}\n" for option in extra_options)
         )
         files = {f"soak_{i:02d}.py": soak_dag(i) for i in range(20)}
         image = "airflow-stack:latest"
@@ -204,6 +206,7 @@ def soak(minutes: float, trace_scheduler: bool = False) -> dict:
     latency = [seconds(t.get("queued_when"), t.get("start_date")) for t in tis if t.get("queued_when")]
     return {
         "minutes": minutes,
+        "options": list(extra_options),
         "samples": samples,
         "memory": growth(samples, minutes),
         "task_instances": len(tis),
@@ -219,7 +222,8 @@ def soak(minutes: float, trace_scheduler: bool = False) -> dict:
 def markdown(result: dict) -> str:
     lines = [
         f"Soak of {result['minutes']:g} minutes: {result['task_instances']} task instances started, "
-        f"{result['succeeded']} succeeded, {result['failed']} failed.",
+        f"{result['succeeded']} succeeded, {result['failed']} failed."
+        + (f" Options: {', '.join(f'`{o}`' for o in result['options'])}." if result.get("options") else ""),
         "",
         "| service | MiB, minutes 10-20 (median) | MiB, last 10 minutes (median) | slope, second half (MiB/h) |",
         "|---|---|---|---|",
@@ -244,8 +248,17 @@ def main() -> int:
     parser.add_argument(
         "--trace-scheduler", action="store_true", help="trace the scheduler's heap (bench/results/soak-memtrace.txt)"
     )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an Airflow option for every Airflow container (config/airflow.env's form); repeatable",
+    )
     args = parser.parse_args()
-    result = soak(args.minutes, args.trace_scheduler)
+    if bad := [o for o in args.option if "=" not in o]:
+        parser.error(f"--option takes NAME=VALUE, as in config/airflow.env; got {bad[0]!r}")
+    result = soak(args.minutes, args.trace_scheduler, tuple(args.option))
     RESULTS.mkdir(parents=True, exist_ok=True)
     measured = {"measured_at": datetime.now().isoformat(timespec="seconds"), **result}
     (RESULTS / "soak.json").write_text(json.dumps(measured, indent=2) + "\n")
