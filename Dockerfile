@@ -96,6 +96,10 @@ RUN useradd --uid 50000 --gid 0 --home-dir /home/airflow --create-home --shell /
  && install -d -m 0775 -o 50000 -g 0 /opt/airflow/private/dag-releases
 
 COPY --from=build --chown=50000:0 /opt/airflow/venv /opt/airflow/venv
+# The CAs that sign Amazon RDS's server certificates, for the ECS services' sslmode=verify-full
+# (`make -C deploy/aws rds-ca` puts them into the build context; without them the folder holds
+# only its README, and a service asking to verify refuses to start, naming the fix).
+COPY deploy/aws/rds-ca/ /opt/airflow-stack/rds-ca/
 
 USER 50000
 WORKDIR /opt/airflow

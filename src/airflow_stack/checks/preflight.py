@@ -1,7 +1,8 @@
 """The checks a component passes before it is exec'd, in order (the waits within one deadline):
 
 1. required settings present, the fernet key valid, the JWT secret and API secret key long
-   and not a known default, no empty or well-known password (unless the development flag);
+   and not a known default, no empty or well-known password (unless the development flag), the
+   CA file a verifying database URL names present;
 2. its database and broker reachable (a worker: also the api-server's execution API);
 3. its shared secrets' fingerprints equal to those `db-migrate` recorded in the metadata DB
    (a worker: to the api-server's);
@@ -20,7 +21,8 @@ import os
 import time
 import urllib.request
 from collections.abc import Mapping
-from urllib.parse import unquote, urlsplit
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from airflow_stack.checks import fingerprints, waiting
 from airflow_stack.core import metadb, settings
@@ -158,6 +160,39 @@ def check_passwords(component: Component, env: Mapping[str, str]) -> None:
             )
 
 
+def _unusable(path: Path) -> str | None:
+    if not path.exists():
+        return "does not exist in this container"
+    if not os.access(path, os.R_OK):
+        return "cannot be read by this user"
+    if path.is_file() and path.stat().st_size == 0:
+        return "is empty"
+    return None
+
+
+def check_database_ca(component: Component, env: Mapping[str, str]) -> None:
+    """A database URL with sslmode=verify-ca or verify-full needs its CA file (sslrootcert, or
+    libpq's PGSSLROOTCERT and ~/.postgresql/root.crt), unless it asks for the system's roots."""
+    if not (db := database(component, env)):
+        return
+    db_setting, url = db
+    query = {name: values[-1] for name, values in parse_qs(urlsplit(url).query).items()}
+    mode = query.get("sslmode", env.get("PGSSLMODE", ""))
+    if mode not in ("verify-ca", "verify-full"):
+        return
+    root = query.get("sslrootcert") or env.get("PGSSLROOTCERT") or str(Path.home() / ".postgresql" / "root.crt")
+    if root == "system":
+        return
+    if problem := _unusable(Path(root)):
+        raise StackError(
+            f"{db_setting.name} asks for sslmode={mode}, and the CA file {root} {problem}",
+            setting=db_setting.name,
+            fix="on AWS, build the image with the RDS CA bundle (make -C deploy/aws rds-ca, then make build and "
+            f"make -C deploy/aws push; {docs('aws.md#the-database-connection')}); elsewhere set sslrootcert= to a "
+            "CA file the container holds",
+        )
+
+
 class Deadline:
     """One time budget shared by every wait of a preflight."""
 
@@ -248,6 +283,7 @@ def run(component: Component, env: Mapping[str, str] | None = None) -> None:
     env = os.environ if env is None else env
     check_required(component, env)
     check_passwords(component, env)
+    check_database_ca(component, env)
     wait_for_dependencies(component, env)
     check_fingerprints(component, env)
     if component.task_logs and s3logs.enabled(env):

@@ -13,9 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from airflow_stack.core.errors import StackError
+from airflow_stack.core import metadb
+from airflow_stack.core.errors import StackError, docs
 
 _PERMANENT_PG_ERRORS = ("password authentication failed", "does not exist", "no pg_hba.conf entry")
+# libpq's refusals of the server's certificate (sslmode=verify-ca / verify-full): waiting will not help.
+_PG_CERTIFICATE_ERRORS = ("certificate verify failed", "does not match host name", "root certificate file")
 _PERMANENT_REDIS_ERRORS = ("WRONGPASS", "NOAUTH", "invalid password", "invalid username-password")
 
 
@@ -58,8 +61,10 @@ def _retry(
     *,
     refused_fix: str = "check the user, password and database name in that URL",
     unreachable_fix: str | None = None,
+    fix_for: Callable[[Exception], str | None] = lambda exc: None,
 ) -> None:
-    """Call `attempt` until it returns, an exception is `permanent`, or `timeout` s pass."""
+    """Call `attempt` until it returns, an exception is `permanent`, or `timeout` s pass; a
+    permanent error's fix is `fix_for(exc)`, or `refused_fix` when that gives none."""
     deadline = time.monotonic() + timeout
     last_error = "no attempt made"
     while True:
@@ -72,7 +77,7 @@ def _retry(
                 raise StackError(
                     f"{what} at {endpoint} refused the connection: {last_error}",
                     setting=setting,
-                    fix=refused_fix,
+                    fix=fix_for(exc) or refused_fix,
                 ) from None
         if time.monotonic() >= deadline:
             raise StackError(
@@ -85,26 +90,31 @@ def _retry(
 
 
 def wait_for_postgres(url: str, setting: str, timeout: float) -> Endpoint:
-    """Wait until PostgreSQL at `url` (an SQLAlchemy or libpq URL) accepts a query."""
+    """Wait until PostgreSQL at `url` (an SQLAlchemy or libpq URL) accepts a query, connecting as
+    Airflow will: with the URL's parameters too (sslmode, sslrootcert)."""
     import psycopg2  # the postgres provider's driver; imported late so --help stays fast
 
     endpoint = Endpoint.parse(url, 5432)
 
     def attempt() -> None:
-        conn = psycopg2.connect(
-            host=endpoint.host,
-            port=endpoint.port,
-            user=endpoint.username,
-            password=endpoint.password,
-            dbname=endpoint.path or None,
-            connect_timeout=3,
-        )
+        conn = psycopg2.connect(metadb.libpq_url(url), connect_timeout=3)
         try:
             conn.cursor().execute("SELECT 1")
         finally:
             conn.close()
 
-    _retry("PostgreSQL", setting, endpoint, attempt, timeout, _has_marker(_PERMANENT_PG_ERRORS))
+    def certificate_fix(exc: Exception) -> str | None:
+        if not _has_marker(_PG_CERTIFICATE_ERRORS)(exc):
+            return None
+        return (
+            f"the server's certificate did not verify: the URL's host must be the name in the certificate (on "
+            f"AWS the RDS endpoint, not an address or another alias), and sslrootcert in {setting} must name the "
+            "CA that signed it (on AWS the RDS CA bundle built into the image: make -C deploy/aws rds-ca, then "
+            f"make build; {docs('aws.md#the-database-connection')})"
+        )
+
+    permanent = _has_marker(_PERMANENT_PG_ERRORS + _PG_CERTIFICATE_ERRORS)
+    _retry("PostgreSQL", setting, endpoint, attempt, timeout, permanent, fix_for=certificate_fix)
     return endpoint
 
 
