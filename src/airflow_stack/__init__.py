@@ -49,6 +49,7 @@ the picture). A unit test keeps this map complete.
       loggroom               the log-groomer component: local log retention
       s3logs                 S3 task logs: switched on by one setting, probed at start
       logfiles               a log file that cannot be written is reported, not fatal (worker, triggerer, dag-processor)
+      forkfreeze             the triggerer's runner shares its parent's heap (frozen for the collector before the fork)
     apiserver/               inside the api-server
       plugin                 the Airflow plugin: mounts the fingerprint endpoint, installs sharedlogs
       fingerprint_api        GET /airflow-stack/fingerprints for workers

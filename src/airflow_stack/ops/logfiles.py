@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from airflow_stack.core.errors import log
+from airflow_stack.ops import forkfreeze
 
 
 @dataclass(frozen=True)
@@ -245,12 +246,14 @@ def install(component: str = "worker") -> str:
 
 def main(argv: list[str]) -> int:
     """`python -m airflow_stack.ops.logfiles COMPONENT airflow ARGS...`: wrap, then run Airflow's
-    command line in this process."""
+    command line in this process (with ops.forkfreeze's fork hook for the components it names)."""
     component, command = (argv[0], argv[1:]) if argv else ("", [])
     if component not in WRITERS or command[:1] != ["airflow"]:
         log(f"usage: python -m airflow_stack.ops.logfiles {{{','.join(WRITERS)}}} airflow ARGS...")
         return 2
     log(install(component))
+    if component in forkfreeze.COMPONENTS:
+        log(forkfreeze.install())
     from airflow.__main__ import main as airflow_main
 
     sys.argv = command
