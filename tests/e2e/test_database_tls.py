@@ -13,18 +13,15 @@ Runs its own compose project (postgres and db-migrate only), not the session's s
 
 from __future__ import annotations
 
-import datetime
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from airflow_stack.host import envfile
+from tests.certificates import certificate, new_key, pem
 
 from .conftest import ROOT
 
@@ -34,33 +31,10 @@ OTHER_HOST = "db-alias"  # reaches the same server, not in its certificate
 RDS_BUNDLE = "/opt/airflow-stack/rds-ca/global-bundle.pem"  # the templates' sslrootcert
 
 
-def certificate(subject: str, key, issuer: tuple[x509.Name, object] | None = None, dns: str | None = None):
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    issuer_name, issuer_key = issuer or (name, key)
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=dns is None, path_length=None), critical=True)
-    )
-    if dns:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(dns)]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def pem(cert) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
 def write_certificates(folder: Path) -> None:
     """ca.pem signed server.crt (for HOST); other-ca.pem signed nothing here."""
     folder.mkdir(mode=0o755)
-    ca_key, server_key, other_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca_key, server_key, other_key = (new_key() for _ in range(3))
     ca = certificate("airflow-stack test CA", ca_key)
     server = certificate(HOST, server_key, issuer=(ca.subject, ca_key), dns=HOST)
     files = {

@@ -5,7 +5,6 @@ against a PostgreSQL with a certificate, is tests/e2e/test_database_tls.py.)"""
 
 from __future__ import annotations
 
-import datetime
 import io
 import re
 import time
@@ -15,36 +14,15 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg2
 import pytest
 from cfnlint.decode import decode
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from airflow_stack.checks import preflight, waiting
 from airflow_stack.core import components, settings
 from airflow_stack.core.errors import StackError
 from airflow_stack.host import rdsca
+from tests.certificates import ca_pem
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS, _ = decode(str(ROOT / "deploy" / "aws" / "templates" / "apps.yaml"))
-
-
-def ca_pem(name: str = "Test RDS Root CA") -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return certificate.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def database_urls() -> list[str]:
