@@ -15,7 +15,9 @@ ARTIFACTS_IMAGE   ?= airflow-stack-artifacts:latest
 CA_BUNDLE         ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 REGISTRY          ?=
 # The CPU the image is built for (docker's --platform): linux/amd64 for Fargate's X86_64, linux/arm64
-# for ARM64 (Graviton). Empty: the host's own. ARCH is what `make push` requires of the image.
+# for ARM64 (Graviton). Empty: the host's own. Several ("linux/amd64 linux/arm64") build one image
+# each, tagged $(AIRFLOW_IMAGE)-amd64 and -arm64. ARCH is what `make push` pushes: one architecture,
+# or several under one tag (a manifest list), e.g. ARCH="amd64 arm64".
 PLATFORM          ?=
 ARCH              ?= amd64
 UP_TIMEOUT        ?= 300
@@ -34,7 +36,7 @@ UV_VERSION        := 0.13.9
 # (DAG authoring's folder tests come before that).
 E2E_TESTS         := tests/e2e/test_stack.py tests/e2e/test_secrets_contract.py \
                      tests/e2e/test_bootstrap.py tests/e2e/test_dag_authoring.py tests/e2e/test_dag_cache.py tests/e2e/test_s3_logs.py tests/e2e/test_dag_sync.py \
-                     tests/e2e/test_monitor.py tests/e2e/test_ecs_worker.py tests/e2e/test_database_tls.py
+                     tests/e2e/test_monitor.py tests/e2e/test_ecs_worker.py tests/e2e/test_database_tls.py tests/e2e/test_image_push.py
 # The fault injections, on a stack of their own: `make test-faults` (CI runs it after `make test`).
 FAULT_TESTS       := tests/e2e/test_faults.py
 # The compose command and env file the stack targets use (the tests point them elsewhere).
@@ -58,6 +60,9 @@ DAG_MOUNTS = $(LOAD_ENV); dags="$(DAGS_DIR)"; \
 # The Airflow image's build options shared by `make build` and `make dags-test`.
 IMAGE_BUILD_ARGS = $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) \
 	$(if $(USER_DEPS_DIR),--build-context user-deps=$(USER_DEPS_DIR)) --build-arg PYTHON_BASE_IMAGE=$(PYTHON_BASE_IMAGE)
+# usage: $(call build-airflow,PLATFORM or empty,TAG): the Airflow image for one platform.
+build-airflow = docker build $(if $(1),--platform $(1)) $(IMAGE_BUILD_ARGS) --build-arg AIRFLOW_VERSION=$(AIRFLOW_VERSION) \
+	--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg CREATED=$(CREATED) -t $(2) .
 export DAGS
 export AIRFLOW_IMAGE POSTGRES_IMAGE REDIS_IMAGE PYTHON_BASE_IMAGE S3_LOCAL_IMAGE ARTIFACTS_IMAGE
 HOST_PY := PYTHONPATH=$(CURDIR)/src python3
@@ -96,20 +101,14 @@ base-images: ## build stand-in base images from Debian packages where none can b
 build: base-images ## build the Airflow image with requirements.txt and packages.txt, and the local S3 and artifact images
 	@for f in requirements.txt packages.txt; do test -f "$(or $(USER_DEPS_DIR),.)/$$f" || { \
 		echo "error: $(or $(USER_DEPS_DIR),.)/$$f is missing; fix: restore it (git checkout -- $$f) or create it empty" >&2; exit 1; }; done
-	docker build $(if $(PLATFORM),--platform $(PLATFORM)) $(IMAGE_BUILD_ARGS) --build-arg AIRFLOW_VERSION=$(AIRFLOW_VERSION) \
-		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg CREATED=$(CREATED) \
-		-t $(AIRFLOW_IMAGE) .
+	$(if $(word 2,$(PLATFORM)),$(foreach p,$(PLATFORM),$(call build-airflow,$(p),$(AIRFLOW_IMAGE)-$(notdir $(p))) && ) true,$(call build-airflow,$(PLATFORM),$(AIRFLOW_IMAGE)))
 	docker build $(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) --quiet \
 		--build-arg PYTHON_BASE_IMAGE=$(PYTHON_BASE_IMAGE) -t $(S3_LOCAL_IMAGE) dev/moto >/dev/null
 	docker build --quiet -t $(ARTIFACTS_IMAGE) dev/artifacts >/dev/null
 
 .PHONY: push
-push: ## tag and push the image: make push REGISTRY=host/path [VERSION=tag] [ARCH=amd64|arm64]
-	@test -n "$(REGISTRY)" || { echo "error: REGISTRY is empty; fix: make push REGISTRY=registry.example.com/team" >&2; exit 1; }
-	@arch=$$(docker image inspect -f '{{.Architecture}}' $(AIRFLOW_IMAGE)); test "$$arch" = "$(ARCH)" || { \
-		echo "error: $(AIRFLOW_IMAGE) is built for $$arch, but ARCH=$(ARCH) (amd64 runs on Fargate's X86_64, arm64 on ARM64); fix: make build PLATFORM=linux/$(ARCH), or ARCH=$$arch with CpuArchitecture set to match" >&2; exit 1; }
-	docker tag $(AIRFLOW_IMAGE) $(REGISTRY)/airflow-stack:$(VERSION)
-	docker push $(REGISTRY)/airflow-stack:$(VERSION)
+push: ## tag and push the image: make push REGISTRY=host/path [VERSION=tag] [ARCH=amd64|arm64|"amd64 arm64"]
+	@$(HOST_PY) -m airflow_stack.host.imagepush push --image $(AIRFLOW_IMAGE) --registry "$(REGISTRY)" --version $(VERSION) $(ARCH)
 
 .PHONY: up
 up: secrets build airflow-options ## start the stack and wait until every service is healthy

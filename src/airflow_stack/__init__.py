@@ -63,6 +63,7 @@ the picture). A unit test keeps this map complete.
       awsdeploy              `make -C deploy/aws`: stack parameters and the fernet key secret
       ecsrun                 `make -C deploy/aws db-migrate|bootstrap|airflow`: one-off tasks, pre-migration snapshot
       rdsca                  `make -C deploy/aws rds-ca`: Amazon RDS's CA bundle for the image (sslmode=verify-full)
+      imagepush              `make push`: the image for one CPU, or for several under one tag (a manifest list)
       overrides              `make up`: your Airflow options (config/airflow.env) reach every Airflow container
       database               `make db-backup`, `db-restore`, `upgrade-check`: the metadata database from the host
 """
