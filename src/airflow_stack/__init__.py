@@ -35,6 +35,7 @@ the picture). A unit test keeps this map complete.
       celeryconfig           Airflow's Celery config plus this package's worker hooks
       celery_hooks           the worker's start-up hooks: protection, drain, warm-up, DAG cache, task supervisor, logs
       taskwarmup             task modules and the API client's TLS context made once, before the pool forks
+      sharedheap             the main process's objects made immortal before the pool forks: no copies for their counts
       dagcache               each DAG file parsed once per pool process, inherited by its tasks
       taskexit               the task supervisor notices its task process's exit at once
       firstheartbeat         the supervisor's first heartbeat one interval after the task's start, not at once

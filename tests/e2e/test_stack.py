@@ -8,6 +8,7 @@ The tests share one stack and run in file order.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 import httpx
@@ -52,6 +53,8 @@ def test_the_worker_loads_the_image_celery_hooks(stack: Stack):
         60,
         lambda: stack.logs("worker"),
     )
+    # The real worker's heap is made immortal before its pool forks (tests/e2e/test_shared_heap.py).
+    assert re.search(r"shared heap: \d+ objects made immortal before the pool forks", stack.logs("worker"))
 
 
 def test_postgres_and_redis_are_not_published(stack: Stack):

@@ -643,6 +643,15 @@ DAG_CACHE_MIB = _declare(
     positive_number("MiB"),
     64.0,
 )
+SHARED_HEAP = _declare(
+    "AIRFLOW_STACK_SHARED_HEAP",
+    _CACHE,
+    "Make the objects the worker's main process holds at start immortal before its pool forks, so pool "
+    "and task processes do not copy the pages whose reference counts they would write (CPython 3.12 and "
+    "3.13; anything else is left alone). They are then never freed. `false`: CPython's own counting.",
+    BOOLEAN,
+    True,
+)
 
 _WORKER = "Workers on ECS"
 ECS_AGENT_URI = _declare(

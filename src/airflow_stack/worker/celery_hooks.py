@@ -7,7 +7,7 @@ the guard on task log files (airflow_stack.ops.logfiles)."""
 
 from airflow_stack.core.errors import log
 from airflow_stack.ops import logfiles
-from airflow_stack.worker import dagcache, deploydrain, firstheartbeat, scaleprotect, taskexit, taskwarmup
+from airflow_stack.worker import dagcache, deploydrain, firstheartbeat, scaleprotect, sharedheap, taskexit, taskwarmup
 
 scaleprotect.connect_to_celery()
 deploydrain.connect_to_celery()
@@ -17,5 +17,6 @@ log(dagcache.install())
 log(taskexit.install())
 log(firstheartbeat.install())
 log(logfiles.install("worker"))
+log(sharedheap.immortalize())
 taskwarmup.freeze_heap()
 taskwarmup.connect_to_celery()
