@@ -36,7 +36,8 @@ UV_VERSION        := 0.13.9
 # (DAG authoring's folder tests come before that).
 E2E_TESTS         := tests/e2e/test_stack.py tests/e2e/test_secrets_contract.py \
                      tests/e2e/test_bootstrap.py tests/e2e/test_dag_authoring.py tests/e2e/test_dag_cache.py tests/e2e/test_s3_logs.py tests/e2e/test_dag_sync.py \
-                     tests/e2e/test_monitor.py tests/e2e/test_ecs_worker.py tests/e2e/test_database_tls.py tests/e2e/test_image_push.py
+                     tests/e2e/test_monitor.py tests/e2e/test_ecs_worker.py tests/e2e/test_database_tls.py tests/e2e/test_image_push.py \
+                     tests/e2e/test_shared_heap.py
 # The fault injections, on a stack of their own: `make test-faults` (CI runs it after `make test`).
 FAULT_TESTS       := tests/e2e/test_faults.py
 # The compose command and env file the stack targets use (the tests point them elsewhere).
