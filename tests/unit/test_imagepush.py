@@ -50,30 +50,20 @@ def test_only_registries_on_this_machine_are_spoken_to_in_plain_http(registry, p
     assert imagepush.insecure(registry) is plain_http
 
 
-def test_make_build_tags_each_platform_by_its_architecture():
-    dry = subprocess.run(
-        [
-            "make",
-            "-n",
-            "--no-print-directory",
-            "-C",
-            str(ROOT),
-            "build",
-            "PLATFORM=linux/amd64 linux/arm64",
-            "AIRFLOW_IMAGE=airflow-stack:1.0",
-        ],
+def dry_build(*variables: str) -> str:
+    """The commands `make build` would run with these variables (`make -n`)."""
+    return subprocess.run(
+        ["make", "-n", "--no-print-directory", "-C", str(ROOT), "build", *variables],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     ).stdout
+
+
+def test_make_build_tags_each_platform_by_its_architecture():
+    dry = dry_build("PLATFORM=linux/amd64 linux/arm64", "AIRFLOW_IMAGE=airflow-stack:1.0")
     assert "--platform linux/amd64" in dry and "-t airflow-stack:1.0-amd64 ." in dry
     assert "--platform linux/arm64" in dry and "-t airflow-stack:1.0-arm64 ." in dry
-    single = subprocess.run(
-        ["make", "-n", "--no-print-directory", "-C", str(ROOT), "build", "PLATFORM=linux/arm64"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    single = dry_build("PLATFORM=linux/arm64")
     assert "--platform linux/arm64" in single and "-t airflow-stack:latest ." in single
