@@ -11,6 +11,7 @@ the picture). A unit test keeps this map complete.
       metadb                 the metadata DB without Airflow: heartbeats, task counts and states, fingerprints
       privileges             dropping root at start; the uid of DAG validation's sandbox
       pins                   checks that the Airflow internals a wrapper relies on are still there
+      sharedheap             a process's objects made immortal before it forks: children copy no pages for their counts
     checks/                  before and while a component runs
       preflight              the checks a component passes before it starts
       waiting                bounded waits for PostgreSQL, Redis and the execution API
@@ -35,7 +36,6 @@ the picture). A unit test keeps this map complete.
       celeryconfig           Airflow's Celery config plus this package's worker hooks
       celery_hooks           the worker's start-up hooks: protection, drain, warm-up, DAG cache, task supervisor, logs
       taskwarmup             task modules and the API client's TLS context made once, before the pool forks
-      sharedheap             the main process's objects made immortal before the pool forks: no copies for their counts
       dagcache               each DAG file parsed once per pool process, inherited by its tasks
       taskexit               the task supervisor notices its task process's exit at once
       firstheartbeat         the supervisor's first heartbeat one interval after the task's start, not at once
@@ -50,7 +50,7 @@ the picture). A unit test keeps this map complete.
       loggroom               the log-groomer component: local log retention
       s3logs                 S3 task logs: switched on by one setting, probed at start
       logfiles               a log file that cannot be written is reported, not fatal (worker, triggerer, dag-processor)
-      forkfreeze             the triggerer's runner shares its parent's heap (frozen for the collector before the fork)
+      forkfreeze             the triggerer's runner shares its parent's heap (immortal, and frozen for the collector)
     apiserver/               inside the api-server
       plugin                 the Airflow plugin: mounts the fingerprint endpoint, installs sharedlogs
       fingerprint_api        GET /airflow-stack/fingerprints for workers

@@ -1,8 +1,9 @@
-"""worker.sharedheap in the image's own Python: after `immortalize()` (what the worker runs before
-its pool forks), a forked child that uses every inherited object copies a small fraction of the
-pages a child copies without it; the objects stay correct to use, change and drop in the parent
-and the child; `AIRFLOW_STACK_SHARED_HEAP=false` turns it off. Runs the image (`make build`), as
-the host's Python is not the image's."""
+"""core.sharedheap and ops.forkfreeze in the image's own Python: after `immortalize()` (what the
+worker runs before its pool forks, and the triggerer before it forks its trigger runner), a forked
+child that uses every inherited object copies a small fraction of the pages a child copies without
+it; the objects stay correct to use, change and drop in the parent and the child; making Airflow's
+heap immortal adds no memory of its own; `AIRFLOW_STACK_SHARED_HEAP=false` turns it off. Runs the
+image (`make build`), as the host's Python is not the image's."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ AIRFLOW_IMAGE = "airflow-stack:latest"
 
 SCRIPT = r"""
 import gc, json, os, sys
-from airflow_stack.worker import sharedheap
+from airflow_stack.core import sharedheap
 
 def private_dirty_mib():
     for line in open("/proc/self/smaps_rollup"):
@@ -26,8 +27,12 @@ def label(i):
 
 # About 60 MiB of dicts, tuples, strings and floats, as imported modules and configuration are.
 heap = [{"name": "n%d" % i, "values": (i * 1.5, "s%d" % i), "kind": label(i)} for i in range(200_000)]
-message = sharedheap.immortalize()
-gc.freeze()
+if sys.argv[1] == "fork-hook":  # as the triggerer: the hook runs at the fork
+    from airflow_stack.ops import forkfreeze
+    message = forkfreeze.install()
+else:  # as the worker: before the pool forks
+    message = sharedheap.immortalize()
+    gc.freeze()
 read, write = os.pipe()
 pid = os.fork()
 if pid == 0:
@@ -53,13 +58,13 @@ print(json.dumps({**child, "message": message, "parent_ok": heap[1]["values"] is
 """
 
 
-def run(*env: str) -> dict:
+def run(*env: str, mode: str = "direct", script: str = SCRIPT) -> dict:
     args = ["run", "--rm", "--network", "none", "--entrypoint", "python"]
     for variable in env:
         args += ["-e", variable]
-    done = docker(*args, AIRFLOW_IMAGE, "-c", SCRIPT, check=False, timeout=300)
+    done = docker(*args, AIRFLOW_IMAGE, "-c", script, mode, check=False, timeout=300)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "stderr": done.stderr}
 
 
 def test_a_child_using_the_inherited_heap_copies_a_fraction_of_it():
@@ -72,3 +77,40 @@ def test_a_child_using_the_inherited_heap_copies_a_fraction_of_it():
     assert shared["copied_mib"] < plain["copied_mib"] / 4, (plain, shared)
     for result in (plain, shared):
         assert result["child_ok"] and result["parent_ok"], result
+
+
+def test_the_triggerers_fork_hook_shares_the_heap_the_same_way():
+    plain = run("AIRFLOW_STACK_SHARED_HEAP=false", mode="fork-hook")
+    shared = run(mode="fork-hook")
+    assert "shared heap: off (AIRFLOW_STACK_SHARED_HEAP=false)" in plain["stderr"], plain["stderr"]
+    assert "objects made immortal before the first fork" in shared["stderr"], shared["stderr"]
+    assert plain["copied_mib"] > 20, plain
+    assert shared["copied_mib"] < plain["copied_mib"] / 4, (plain, shared)
+    for result in (plain, shared):
+        assert result["child_ok"] and result["parent_ok"], result
+
+
+# What the triggerer has imported when it forks its runner; the process's own memory around it.
+AIRFLOW_HEAP = r"""
+import gc, json
+import airflow.jobs.triggerer_job_runner
+from airflow_stack.core import sharedheap
+
+def anonymous_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+
+gc.collect()
+before = anonymous_mib()
+message = sharedheap.immortalize(before="the test's fork")
+print(json.dumps({"message": message, "grown_mib": anonymous_mib() - before}))
+"""
+
+
+def test_making_airflows_heap_immortal_adds_no_memory_of_its_own():
+    # Listing half a million objects needs transient memory, and reading a code object's
+    # co_varnames builds a tuple it keeps: either, left resident, every child would inherit.
+    result = run(script=AIRFLOW_HEAP)
+    assert "objects made immortal before the test's fork" in result["message"], result
+    assert result["grown_mib"] < 4, result

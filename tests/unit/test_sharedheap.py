@@ -1,4 +1,4 @@
-"""worker.sharedheap's refusals, in the host's Python: an interpreter whose reference-count layout
+"""core.sharedheap's refusals, in the host's Python: an interpreter whose reference-count layout
 it does not know (this one, or a free-threaded build) is left alone, with the reason, and the
 switch turns it off. Its effect is tested in the image's Python (tests/e2e/test_shared_heap.py)."""
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from airflow_stack.worker import sharedheap
+from airflow_stack.core import sharedheap
 
 
 def test_the_switch_turns_it_off(monkeypatch):

@@ -646,9 +646,10 @@ DAG_CACHE_MIB = _declare(
 SHARED_HEAP = _declare(
     "AIRFLOW_STACK_SHARED_HEAP",
     _CACHE,
-    "Make the objects the worker's main process holds at start immortal before its pool forks, so pool "
-    "and task processes do not copy the pages whose reference counts they would write (CPython 3.12 and "
-    "3.13; anything else is left alone). They are then never freed. `false`: CPython's own counting.",
+    "Make the objects a process holds immortal just before it forks (the worker's main process before "
+    "its pool forks, the triggerer before it forks its trigger runner), so the children do not copy the "
+    "pages whose reference counts they would write (CPython 3.12 and 3.13; anything else is left alone). "
+    "They are then never freed. `false`: CPython's own counting.",
     BOOLEAN,
     True,
 )

@@ -6,9 +6,10 @@ per-pool-process DAG parse cache (dagcache), the supervisor's prompt wait for a 
 (taskexit), its first heartbeat one interval after the start (firstheartbeat) and the guard on
 task log files (airflow_stack.ops.logfiles)."""
 
+from airflow_stack.core import sharedheap
 from airflow_stack.core.errors import log
 from airflow_stack.ops import logfiles
-from airflow_stack.worker import dagcache, deploydrain, firstheartbeat, scaleprotect, sharedheap, taskexit, taskwarmup
+from airflow_stack.worker import dagcache, deploydrain, firstheartbeat, scaleprotect, taskexit, taskwarmup
 
 scaleprotect.connect_to_celery()
 deploydrain.connect_to_celery()

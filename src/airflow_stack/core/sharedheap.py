@@ -1,28 +1,31 @@
-"""Keeps the worker's inherited heap shared after fork: before the pool forks, every object the
-main process holds is made immortal (PEP 683), so that the pool processes and the task processes
-forked from them no longer write reference counts into the pages they inherit.
+"""Keeps a forking process's heap shared with its children: just before it forks, every object
+the process holds is made immortal (PEP 683), so that the children no longer write reference
+counts into the pages they inherit. The Celery worker does it before its pool forks (for the pool
+processes and the task processes they fork), the triggerer before it forks its trigger runner
+(ops.forkfreeze).
 
 CPython writes an object's reference count each time the object is used; in a forked process
 each such write copies the page the object sits on. `gc.freeze` (taskwarmup) keeps the collector
 off those pages, but the counts alone made each idle pool process copy about 12 MiB (7 MiB with
-this), and each task process about 17 MiB, of what the worker's main process had imported. An immortal object's
-count is never written (CPython 3.12+ skips it), which is what CPython already does for
+this), and each task process about 17 MiB, of what the worker's main process had imported. An
+immortal object's count is never written (CPython 3.12+ skips it), which is what CPython already does for
 interned strings, small integers and the built-in types.
 
-What that costs: the objects alive now are never freed, in the main process or any child. They
-are the imported modules, classes, functions and configuration that the worker keeps for its whole
-life anyway; a transient object alive at this moment stays allocated (bounded: once, at start).
+What that costs: the objects alive now are never freed, in the process or any child. They are the
+imported modules, classes, functions and configuration that the process keeps for its whole life
+anyway; a transient object alive at this moment stays allocated (bounded: once, at start).
 
 It relies on how CPython stores the count: the low 32 bits of `ob_refcnt` all set mark an object
 immortal on 64-bit CPython 3.12 and 3.13 (Include/refcount.h). On any other interpreter (another
 version, a free-threaded build, 32-bit) it does nothing and says so; a self-check on a fresh
 object (its count must not move when it is referenced) disables it if the layout is not as
 expected. Any error while listing the heap leaves it alone too. `AIRFLOW_STACK_SHARED_HEAP=false`
-turns it off.
+turns it off. Standard library only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import os
@@ -73,12 +76,11 @@ def supported() -> str | None:
     return None
 
 
+# The fields a code object stores. Not co_varnames, co_cellvars or co_freevars: CPython 3.11+ builds
+# those tuples on first access and keeps them, so listing them would add about 10 MiB of new objects.
 _CODE_FIELDS = (
     "co_consts",
     "co_names",
-    "co_varnames",
-    "co_cellvars",
-    "co_freevars",
     "co_filename",
     "co_name",
     "co_qualname",
@@ -115,8 +117,16 @@ def _objects() -> list[object]:
     return found
 
 
-def immortalize(env: dict[str, str] | None = None) -> str:
-    """Make every object alive now immortal; a one-line summary for the log."""
+def _release_free_memory() -> None:
+    """Give the listing's freed memory back to the system (glibc's `malloc_trim`) instead of leaving
+    it resident, and so inherited by every child (about 10 MiB); elsewhere nothing."""
+    with contextlib.suppress(AttributeError, OSError):  # not glibc: nothing to trim this way
+        ctypes.CDLL(None).malloc_trim(0)
+
+
+def immortalize(env: dict[str, str] | None = None, *, before: str = "the pool forks") -> str:
+    """Make every object alive now immortal; a one-line summary for the log, which says it happens
+    `before` (what forks next)."""
     try:
         if not settings.SHARED_HEAP.read(os.environ if env is None else env):
             return "shared heap: off (AIRFLOW_STACK_SHARED_HEAP=false)"
@@ -124,16 +134,16 @@ def immortalize(env: dict[str, str] | None = None) -> str:
         return f"shared heap: off, a setting is invalid: {exc.problem} (fix: {exc.fix})"
     reason = supported()
     if reason:
-        return f"shared heap: off, {reason}; pool processes copy the pages whose counts they write"
+        return f"shared heap: off, {reason}; forked processes copy the pages whose counts they write"
     value = _IMMORTAL[sys.version_info[:2]]
     started = time.monotonic()
-    # Airflow froze the heap when Celery imported its modules; the frozen objects are not listed.
+    # A frozen heap (the worker's, frozen when Celery imported its modules) is not listed.
     gc.unfreeze()
     gc.collect()  # garbage now would otherwise be kept for good
     try:
         objects = _objects()
     except Exception as exc:  # noqa: BLE001 - nothing is written yet; the worker must start regardless
-        return f"shared heap: off, listing the heap failed ({exc!r}); pool processes copy the pages they count in"
+        return f"shared heap: off, listing the heap failed ({exc!r}); forked processes copy the pages they count in"
     count = 0
     for obj in objects:
         cell = _refcount_cell(obj)
@@ -141,4 +151,5 @@ def immortalize(env: dict[str, str] | None = None) -> str:
             cell.value = value
             count += 1
     del objects
-    return f"shared heap: {count} objects made immortal before the pool forks ({time.monotonic() - started:.1f} s)"
+    _release_free_memory()
+    return f"shared heap: {count} objects made immortal before {before} ({time.monotonic() - started:.1f} s)"
