@@ -26,6 +26,8 @@ import argparse
 import importlib
 import os
 import sys
+import threading
+import time
 from collections.abc import MutableMapping
 from pathlib import Path
 
@@ -43,9 +45,58 @@ def exec_command(argv: list[str]) -> None:
     os.execvp(argv[0], argv)
 
 
+def airflow_in_process(argv: list[str]) -> int:
+    """Airflow's command line in this process, with what it has imported already."""
+    from airflow.__main__ import main as airflow_main
+
+    sys.argv = argv
+    return airflow_main() or 0
+
+
+def run_importing_while_waiting(
+    component: components.Component, extra: list[str], env: MutableMapping[str, str]
+) -> int:
+    """Preflight's waits in a thread while this one imports the component's modules, then its
+    Airflow command in this process: the imports overlap the wait instead of following it."""
+    preflight.check_settings(component, env)  # a wrong setting is refused before anything is imported
+    failed: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            preflight.check_dependencies(component, env)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, raised there
+            failed.append(exc)
+
+    waiting = threading.Thread(target=wait, name="preflight", daemon=True)
+    waiting.start()
+    started = time.monotonic()
+    try:
+        for module in component.imports_while_waiting:
+            importlib.import_module(module)
+    except Exception:
+        waiting.join()
+        if failed:  # the refusal says more than an import error it may have caused
+            raise failed[0] from None
+        raise
+    imported = time.monotonic() - started
+    waiting.join()
+    if failed:
+        raise failed[0]
+    preflight.check_remote_logs(component, env)
+    argv = [*components.argv(component, env), *extra]
+    if argv[0] != "airflow":  # not Airflow's command line: run it as any other
+        log(f"starting {component.name}: {' '.join(argv)}")
+        exec_command(argv)
+        return 0
+    log(f"starting {component.name}: {' '.join(argv)} (in this process; imported in {imported:.1f} s while waiting)")
+    return airflow_in_process(argv)
+
+
 def run(name: str, extra: list[str], env: MutableMapping[str, str]) -> int:
     """Preflight, then the component's in-process job or its command (exec)."""
     component = components.get(name)
+    if component.imports_while_waiting and not component.prepare_env:
+        return run_importing_while_waiting(component, extra, env)
     preflight.run(component, env)
     if component.job:
         module, _, function = component.job.partition(":")

@@ -66,3 +66,76 @@ def test_the_components_command_lists_every_component_with_its_summary(capsys):
     assert cli.main(["components"], env={}) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in ("db-migrate", "dag-sync", "monitor", "log-groomer", "worker"))
+
+
+# A component that imports while its checks wait: the wait ends only once the import has run, so
+# the two can only both finish if they overlap.
+PROBE_MODULE = "import overlap_test_flag\noverlap_test_flag.imported.set()\n"
+
+
+@pytest.fixture
+def overlapping(monkeypatch, tmp_path):
+    import dataclasses
+    import sys
+    import threading
+    import types
+
+    from airflow_stack.checks import preflight
+    from airflow_stack.core import components
+
+    flag = types.SimpleNamespace(imported=threading.Event(), calls=[])
+    monkeypatch.setitem(sys.modules, "overlap_test_flag", flag)
+    (tmp_path / "overlap_test_probe.py").write_text(PROBE_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "overlap_test_probe", raising=False)
+    worker = dataclasses.replace(components.get("worker"), imports_while_waiting=("overlap_test_probe",))
+    monkeypatch.setattr(preflight, "check_settings", lambda component, env: flag.calls.append("settings"))
+    monkeypatch.setattr(preflight, "check_remote_logs", lambda component, env: flag.calls.append("remote logs"))
+    monkeypatch.setattr(cli, "airflow_in_process", lambda argv: flag.calls.append(argv) or 0)
+    flag.component = worker
+    return flag
+
+
+def test_a_worker_imports_while_its_checks_wait_then_runs_airflow_in_this_process(monkeypatch, overlapping):
+    from airflow_stack.checks import preflight
+
+    def wait_for_the_import(component, env):
+        overlapping.calls.append("dependencies")
+        assert overlapping.imported.wait(timeout=20), "the import did not run while the checks waited"
+
+    monkeypatch.setattr(preflight, "check_dependencies", wait_for_the_import)
+    assert cli.run_importing_while_waiting(overlapping.component, ["--queues", "default"], {}) == 0
+    assert overlapping.calls == [
+        "settings",
+        "dependencies",
+        "remote logs",
+        ["airflow", "celery", "worker", "--queues", "default"],
+    ]
+
+
+def test_a_refusal_while_waiting_stops_it_before_airflow_runs(monkeypatch, overlapping):
+    from airflow_stack.checks import preflight
+    from airflow_stack.core.errors import StackError
+
+    def refuse(component, env):
+        raise StackError("AIRFLOW__CORE__FERNET_KEY differs from the api-server's", fix="give every container the same")
+
+    monkeypatch.setattr(preflight, "check_dependencies", refuse)
+    with pytest.raises(StackError, match="differs from the api-server's"):
+        cli.run_importing_while_waiting(overlapping.component, [], {})
+    assert overlapping.calls == ["settings"]
+
+
+def test_a_refusal_wins_over_the_import_error_it_may_cause(monkeypatch, overlapping):
+    import dataclasses
+
+    from airflow_stack.checks import preflight
+    from airflow_stack.core.errors import StackError
+
+    def refuse(component, env):
+        raise StackError("the api-server at http://api-server:8080 did not answer", fix="start it")
+
+    monkeypatch.setattr(preflight, "check_dependencies", refuse)
+    broken = dataclasses.replace(overlapping.component, imports_while_waiting=("no_such_module_anywhere",))
+    with pytest.raises(StackError, match="did not answer"):
+        cli.run_importing_while_waiting(broken, [], {})

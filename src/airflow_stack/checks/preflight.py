@@ -1,4 +1,4 @@
-"""The checks a component passes before it is exec'd, in order (the waits within one deadline):
+"""The checks a component passes before it runs, in order (the waits within one deadline):
 
 1. required settings present, the fernet key valid, the JWT secret and API secret key long
    and not a known default, no empty or well-known password (unless the development flag), the
@@ -8,7 +8,9 @@
    (a worker: to the api-server's);
 4. with S3 remote logging on, a probe object written to and deleted from the log prefix.
 
-What a component needs comes from its fields in the component table (core.components).
+What a component needs comes from its fields in the component table (core.components). The
+first group needs only the settings (`check_settings`), the others the services it depends on
+(`check_dependencies`): a worker imports its modules while it waits for those (cli).
 Every refusal names the setting and the fix; no secret value is ever printed.
 """
 
@@ -279,12 +281,27 @@ def check_fingerprints(component: Component, env: Mapping[str, str]) -> None:
     )
 
 
-def run(component: Component, env: Mapping[str, str] | None = None) -> None:
-    env = os.environ if env is None else env
+def check_settings(component: Component, env: Mapping[str, str]) -> None:
+    """The checks that need nothing but the settings: a refusal comes at once."""
     check_required(component, env)
     check_passwords(component, env)
     check_database_ca(component, env)
+
+
+def check_dependencies(component: Component, env: Mapping[str, str]) -> None:
+    """The checks that wait for, or ask, the services the component depends on (standard library,
+    psycopg2 and redis only: safe in a thread while another imports Airflow)."""
     wait_for_dependencies(component, env)
     check_fingerprints(component, env)
+
+
+def check_remote_logs(component: Component, env: Mapping[str, str]) -> None:
     if component.task_logs and s3logs.enabled(env):
         log(f"remote logging: wrote and deleted {s3logs.probe(env)}")
+
+
+def run(component: Component, env: Mapping[str, str] | None = None) -> None:
+    env = os.environ if env is None else env
+    check_settings(component, env)
+    check_dependencies(component, env)
+    check_remote_logs(component, env)

@@ -59,6 +59,9 @@ class Component:
     # Starts as root and keeps the means to run processes as another uid (dag-sync's validation
     # sandbox, core.privileges); every other component started as root drops it for good.
     switches_uid: bool = False
+    # Imported while the checks wait for the services the component depends on; its Airflow
+    # command then runs in this process (Airflow's command line, keeping them) instead of exec.
+    imports_while_waiting: tuple[str, ...] = ()
 
 
 def flower_environment(env: MutableMapping[str, str]) -> None:
@@ -137,6 +140,14 @@ COMPONENTS: dict[str, Component] = {
             serves_logs=True,
             task_logs=True,
             probe=Probe("celery-ping"),
+            # Airflow, its Celery app and command, and the task runner's DAG parsing (2-5 s on 2
+            # cores), while the worker waits for the api-server. Not worker.celery_hooks: it must run
+            # when Celery imports it, after Airflow's own preloading (celery_executor_utils).
+            imports_while_waiting=(
+                "airflow.providers.celery.executors.celery_executor",
+                "airflow.providers.celery.cli.celery_command",
+                "airflow.dag_processing.dagbag",
+            ),
         ),
         Component(
             "flower",
