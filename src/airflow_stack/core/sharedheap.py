@@ -142,7 +142,7 @@ def immortalize(env: dict[str, str] | None = None, *, before: str = "the pool fo
     gc.collect()  # garbage now would otherwise be kept for good
     try:
         objects = _objects()
-    except Exception as exc:  # noqa: BLE001 - nothing is written yet; the worker must start regardless
+    except Exception as exc:  # noqa: BLE001 - nothing is written yet; the component must start regardless
         return f"shared heap: off, listing the heap failed ({exc!r}); forked processes copy the pages they count in"
     count = 0
     for obj in objects:
