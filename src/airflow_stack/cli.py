@@ -73,24 +73,20 @@ def run_importing_while_waiting(
     waiting = threading.Thread(target=wait, name="preflight", daemon=True)
     waiting.start()
     started = time.monotonic()
+    import_error: Exception | None = None
     try:
         for module in component.imports_while_waiting:
             importlib.import_module(module)
-    except Exception:
-        waiting.join()
-        if failed:  # the refusal says more than an import error it may have caused
-            raise failed[0] from None
-        raise
+    except Exception as exc:  # noqa: BLE001 - raised below, unless the checks refused first
+        import_error = exc
     imported = time.monotonic() - started
     waiting.join()
-    if failed:
-        raise failed[0]
+    if failed:  # the refusal says more than an import error it may have caused
+        raise failed[0] from None
+    if import_error:
+        raise import_error
     preflight.check_remote_logs(component, env)
     argv = [*components.argv(component, env), *extra]
-    if argv[0] != "airflow":  # not Airflow's command line: run it as any other
-        log(f"starting {component.name}: {' '.join(argv)}")
-        exec_command(argv)
-        return 0
     log(
         f"starting {component.name}: {' '.join(argv)} (in this process; its modules imported in "
         f"{imported:.1f} s beside the checks' {waited[0]:.1f} s)"
@@ -101,7 +97,7 @@ def run_importing_while_waiting(
 def run(name: str, extra: list[str], env: MutableMapping[str, str]) -> int:
     """Preflight, then the component's in-process job or its command (exec)."""
     component = components.get(name)
-    if component.imports_while_waiting and not component.prepare_env:
+    if component.imports_while_waiting:
         return run_importing_while_waiting(component, extra, env)
     preflight.run(component, env)
     if component.job:

@@ -139,3 +139,15 @@ def test_a_refusal_wins_over_the_import_error_it_may_cause(monkeypatch, overlapp
     broken = dataclasses.replace(overlapping.component, imports_while_waiting=("no_such_module_anywhere",))
     with pytest.raises(StackError, match="did not answer"):
         cli.run_importing_while_waiting(broken, [], {})
+
+
+def test_a_component_that_imports_while_waiting_runs_a_plain_airflow_command():
+    # Its command runs through Airflow's own command line in this process: nothing may wrap it or
+    # prepare its environment first, as the exec'd commands of other components can.
+    from airflow_stack.core import components
+
+    importing = [c for c in components.COMPONENTS.values() if c.imports_while_waiting]
+    assert [c.name for c in importing] == ["worker"]
+    for component in importing:
+        assert components.argv(component, {})[0] == "airflow", component.name
+        assert not component.guards_log_files and component.prepare_env is None and not component.job

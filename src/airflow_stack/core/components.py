@@ -61,6 +61,7 @@ class Component:
     switches_uid: bool = False
     # Imported while the checks wait for the services the component depends on; its Airflow
     # command then runs in this process (Airflow's command line, keeping them) instead of exec.
+    # Only for a plain `airflow ...` command: no log file guard, no prepare_env (a unit test).
     imports_while_waiting: tuple[str, ...] = ()
 
 
@@ -140,7 +141,7 @@ COMPONENTS: dict[str, Component] = {
             serves_logs=True,
             task_logs=True,
             probe=Probe("celery-ping"),
-            # Airflow, its Celery app and command, and the task runner's DAG parsing (2-5 s on 2
+            # Airflow, its Celery app and command, and the task runner's DAG parsing (2.5-9 s on 2
             # cores), while the worker waits for the api-server. Not worker.celery_hooks: it must run
             # when Celery imports it, after Airflow's own preloading (celery_executor_utils).
             imports_while_waiting=(
