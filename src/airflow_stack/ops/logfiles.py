@@ -138,6 +138,14 @@ class ComponentOutput:
         pass
 
 
+def report(message: str) -> None:
+    """One line on the component's output, in one write to file descriptor 2. Not through
+    `sys.stderr`: in a Celery pool process that is Celery's logging proxy, which drops what is
+    written to it while it is itself logging (a failed write can happen right there), and whose
+    lines go wherever the task supervisor has pointed logging at that moment."""
+    os.write(2, f"airflow-stack: {message}\n".encode(errors="replace"))
+
+
 class GuardedLog:
     """A log file that reports its first failure once, then writes to the fallback."""
 
@@ -150,7 +158,7 @@ class GuardedLog:
     def _fail(self, exc: OSError) -> None:
         self.failed = True
         w = self.writer
-        log(f"{w.log}: cannot write {self.name}: {exc}; {w.goes_on}, the rest of this log goes to {w.output}")
+        report(f"{w.log}: cannot write {self.name}: {exc}; {w.goes_on}, the rest of this log goes to {w.output}")
         if self.file is not None:
             with contextlib.suppress(OSError):
                 self.file.close()
