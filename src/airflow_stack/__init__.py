@@ -42,6 +42,9 @@ the picture). A unit test keeps this map complete.
       scaleprotect           ECS task scale-in protection while the worker holds tasks
       deploydrain            a worker left behind by an ECS deployment leaves its queue and finishes its tasks
       periodic               the background check loop scaleprotect and deploydrain run
+    scheduler/               inside the scheduler's process
+      loopwait               while tasks are in flight, the scheduler looks again soon after it queued or saw tasks end
+      resultsessions         the Celery executor reads task results over a pooled connection, not a new one per read
     ops/                     operations
       monitor                queue depth, desired workers, heartbeats to logs, Prometheus, CloudWatch, ECS
       requeue                a dead worker's taken, unstarted messages back to their queue

@@ -86,6 +86,9 @@ def run_importing_while_waiting(
     if import_error:
         raise import_error
     preflight.check_remote_logs(component, env)
+    for target in component.installs:
+        module, _, function = target.partition(":")
+        log(getattr(importlib.import_module(module), function)(env))
     argv = [*components.argv(component, env), *extra]
     log(
         f"starting {component.name}: {' '.join(argv)} (in this process; its modules imported in "

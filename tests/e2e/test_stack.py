@@ -113,6 +113,34 @@ def test_the_api_server_has_the_airflow_internals_it_replaces_and_a_change_turns
     assert out.strip().endswith("False"), out
 
 
+def test_the_scheduler_has_the_airflow_internals_it_wraps_and_a_change_turns_them_off(stack: Stack, dag_run: str):
+    # Both are in the running scheduler (the tutorial run above went through them).
+    logs = stack.logs("scheduler")
+    assert "Celery results: read over a pooled connection" in logs, logs[-3000:]
+    assert "scheduler loop: while tasks are in flight, looks again 0.5 s after" in logs, logs[-3000:]
+    check = (
+        "from airflow_stack.scheduler import loopwait, resultsessions; "
+        "print(loopwait.incompatibilities() + resultsessions.incompatibilities())"
+    )
+    assert stack.run("exec", "-T", "scheduler", "python", "-c", check).stdout.strip().endswith("[]")
+    changed = (
+        "from airflow.jobs.scheduler_job_runner import SchedulerJobRunner as S; "
+        "S._do_scheduling = lambda self, session, max_tis=None: 0; "
+        "from airflow_stack.scheduler import loopwait; print(loopwait.install({})); "
+        "print(type(S.__dict__.get('_scheduler_idle_sleep_time')).__name__)"
+    )
+    out = stack.run("exec", "-T", "scheduler", "python", "-c", changed).stdout
+    assert "scheduler loop: Airflow's idle sleep throughout, this Airflow differs" in out, out
+    assert "_do_scheduling no longer takes session" in out and out.strip().endswith("NoneType"), out
+    changed = (
+        "from celery.backends.database.session import SessionManager as M; "
+        "M.get_engine = lambda self, dburi, **kwargs: None; "
+        "from airflow_stack.scheduler import resultsessions; print(resultsessions.install({}))"
+    )
+    out = stack.run("exec", "-T", "scheduler", "python", "-c", changed).stdout
+    assert "Celery results: a new connection per read (Celery's own)" in out and "no longer has" in out, out
+
+
 def test_flower_lists_the_worker_behind_basic_auth(stack: Stack, dag_run: str):
     assert httpx.get(f"{stack.flower}/api/workers", timeout=10).status_code == 401
     wrong = httpx.get(f"{stack.flower}/api/workers", auth=(stack.env["FLOWER_USERNAME"], "wrong"), timeout=10)

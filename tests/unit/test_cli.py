@@ -147,7 +147,9 @@ def test_a_component_that_imports_while_waiting_runs_a_plain_airflow_command():
     from airflow_stack.core import components
 
     importing = [c for c in components.COMPONENTS.values() if c.imports_while_waiting]
-    assert [c.name for c in importing] == ["worker"]
+    assert [c.name for c in importing] == ["scheduler", "worker"]
+    # What is installed before the command runs needs the in-process command to reach.
+    assert all(c.imports_while_waiting for c in components.COMPONENTS.values() if c.installs)
     for component in importing:
         assert components.argv(component, {})[0] == "airflow", component.name
         assert not component.guards_log_files and component.prepare_env is None and not component.job

@@ -63,6 +63,10 @@ class Component:
     # command then runs in this process (Airflow's command line, keeping them) instead of exec.
     # Only for a plain `airflow ...` command: no log file guard, no prepare_env (a unit test).
     imports_while_waiting: tuple[str, ...] = ()
+    # With imports_while_waiting: "module:function"s called with the environment after the imports,
+    # before the Airflow command runs in this process; each changes that process and returns what
+    # it did, for the component's log.
+    installs: tuple[str, ...] = ()
 
 
 def flower_environment(env: MutableMapping[str, str]) -> None:
@@ -107,6 +111,13 @@ COMPONENTS: dict[str, Component] = {
             # Its own health server ([scheduler] enable_health_check) would cost a process of about
             # 80 MiB to answer what its heartbeat answers.
             probe=Probe("heartbeat", "SchedulerJob"),
+            # Airflow's scheduler and the Celery executor while it waits for PostgreSQL and Redis.
+            imports_while_waiting=(
+                "airflow.jobs.scheduler_job_runner",
+                "airflow.providers.celery.executors.celery_executor",
+                "airflow.cli.commands.scheduler_command",
+            ),
+            installs=("airflow_stack.scheduler.resultsessions:install", "airflow_stack.scheduler.loopwait:install"),
         ),
         Component(
             "dag-processor",

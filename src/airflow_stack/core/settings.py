@@ -654,6 +654,17 @@ SHARED_HEAP = _declare(
     True,
 )
 
+_SCHEDULER = "Scheduler"
+SCHEDULER_RECHECK = _declare(
+    "AIRFLOW_STACK_SCHEDULER_RECHECK",
+    _SCHEDULER,
+    "While tasks are queued or running, the scheduler's idle sleep after a loop that queued tasks or saw "
+    "tasks end; doubled on each idle loop after it, up to Airflow's `[scheduler] scheduler_idle_sleep_time`. "
+    "With no task in flight the sleep is Airflow's. `0`: Airflow's idle sleep throughout.",
+    Kind("a number of seconds, 0 or more", _number(float, 0, None)),
+    0.5,
+)
+
 _WORKER = "Workers on ECS"
 ECS_AGENT_URI = _declare(
     "ECS_AGENT_URI",
