@@ -114,10 +114,11 @@ def test_the_api_server_has_the_airflow_internals_it_replaces_and_a_change_turns
 
 
 def test_the_scheduler_has_the_airflow_internals_it_wraps_and_a_change_turns_them_off(stack: Stack, dag_run: str):
-    # Both are in the running scheduler (the tutorial run above went through them).
+    # Both are in the running scheduler (the tutorial run above went through them); the loop's
+    # recheck is off by default.
     logs = stack.logs("scheduler")
     assert "Celery results: read over a pooled connection" in logs, logs[-3000:]
-    assert "scheduler loop: while tasks are in flight, looks again 0.5 s after" in logs, logs[-3000:]
+    assert "scheduler loop: Airflow's idle sleep throughout (AIRFLOW_STACK_SCHEDULER_RECHECK=0)" in logs
     check = (
         "from airflow_stack.scheduler import loopwait, resultsessions; "
         "print(loopwait.incompatibilities() + resultsessions.incompatibilities())"
@@ -126,7 +127,8 @@ def test_the_scheduler_has_the_airflow_internals_it_wraps_and_a_change_turns_the
     changed = (
         "from airflow.jobs.scheduler_job_runner import SchedulerJobRunner as S; "
         "S._do_scheduling = lambda self, session, max_tis=None: 0; "
-        "from airflow_stack.scheduler import loopwait; print(loopwait.install({})); "
+        "from airflow_stack.scheduler import loopwait; "
+        "print(loopwait.install({'AIRFLOW_STACK_SCHEDULER_RECHECK': '0.5'})); "
         "print(type(S.__dict__.get('_scheduler_idle_sleep_time')).__name__)"
     )
     out = stack.run("exec", "-T", "scheduler", "python", "-c", changed).stdout

@@ -53,12 +53,11 @@ def test_the_first_sleep_never_exceeds_airflows():
     assert backoff.sleep(in_flight=True) == 1.0
 
 
-def test_zero_or_an_airflow_without_the_internals_leaves_the_loop_alone():
-    assert "Airflow's idle sleep throughout (AIRFLOW_STACK_SCHEDULER_RECHECK=0)" in loopwait.install(
-        {"AIRFLOW_STACK_SCHEDULER_RECHECK": "0"}
-    )
+def test_off_by_default_or_an_airflow_without_the_internals_leaves_the_loop_alone():
+    for env in ({}, {"AIRFLOW_STACK_SCHEDULER_RECHECK": "0"}):
+        assert "Airflow's idle sleep throughout (AIRFLOW_STACK_SCHEDULER_RECHECK=0)" in loopwait.install(env)
     # No Airflow in the unit-test environment: what it would wrap is missing.
-    message = loopwait.install({})
+    message = loopwait.install({"AIRFLOW_STACK_SCHEDULER_RECHECK": "0.5"})
     assert "this Airflow differs: cannot import what it wraps" in message, message
 
 

@@ -7,19 +7,19 @@ often held by `max_active_tasks` (16 by default, one worker's slots) or by the e
 On a 100-task fan-out the worker sat idle for about 0.7 s of every 1.2 s.
 
 `install()`, called in the scheduler's process before Airflow's command runs in it (the component
-table's `installs`), changes only how long that sleep is, and only while an executor holds tasks
-(queued or running):
+table's `installs`), can change how long that sleep is, only while an executor holds tasks
+(queued or running), when `AIRFLOW_STACK_SCHEDULER_RECHECK` is above 0 (it is 0, off, by
+default):
 
-- after a loop that queued tasks or processed events, the next idle sleep is
-  `AIRFLOW_STACK_SCHEDULER_RECHECK` (0.5 s);
+- after a loop that queued tasks or processed events, the next idle sleep is that many seconds;
 - each idle loop after that doubles it, up to Airflow's idle sleep, where it stays;
 - with no task in flight, the sleep is Airflow's, so an idle scheduler costs what it did.
 
-A task that runs for an hour thus costs one short loop after its start, not an hour of them.
-On the 2-core CI machine's 100-task fan-out, 0.5 s gave 14.8 tasks/s against 11.8 with
-Airflow's sleep, at the same CPU per task; shorter first sleeps cost more scheduler and
-PostgreSQL CPU than they saved (0.15 s: 12.6 tasks/s, 0.05 s: 11.7). `0` leaves Airflow's
-sleep alone.
+A task that runs for an hour thus costs a few short loops after its start, not an hour of them.
+Why it is off: on the 2-core CI machine, where the scheduler shares the CPU with the worker, 0.5 s
+gave 14.8 tasks/s against 11.8 on a 100-task fan-out in one series, and 10.8 against 10.9 (the
+median of 9 runs each, taken in turns) in another, for 1.8 times the scheduler's CPU during the
+runs. It pays where the scheduler has CPU of its own and tasks are short.
 
 It relies on Airflow internals; `incompatibilities()` lists what this Airflow lacks, and then
 `install()` changes nothing and says so in the scheduler's log.
