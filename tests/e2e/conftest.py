@@ -141,6 +141,10 @@ class Stack:
             raise AssertionError(f"docker compose {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
 
+    def python(self, service: str, code: str) -> str:
+        """What `code` prints, run by the Python of `service`'s container."""
+        return self.run("exec", "-T", service, "python", "-c", code).stdout
+
     def up(self) -> float:
         started = time.monotonic()
         self.run("up", "-d", "--remove-orphans")

@@ -123,11 +123,6 @@ def dags(stack: Stack) -> Iterator[Path]:
         (folder / name).unlink(missing_ok=True)
 
 
-def in_worker(stack: Stack, code: str) -> str:
-    """What `code` prints, run by the worker container's Python."""
-    return stack.run("exec", "-T", "worker", "python", "-c", code).stdout
-
-
 def run_and_collect(stack: Stack, api: httpx.Client, dag_id: str) -> list[dict]:
     """Trigger the DAG once it is listed, wait for success, return each task's XCom."""
     poll(f"{dag_id} listed", lambda: api.get(f"/dags/{dag_id}").status_code == 200, 120,
@@ -202,14 +197,14 @@ def test_the_image_has_the_airflow_internals_the_worker_wraps_and_a_change_turns
         "print(dagcache.incompatibilities() + taskexit.incompatibilities() + firstheartbeat.incompatibilities() "
         "+ logfiles.incompatibilities('worker'))"
     )
-    assert in_worker(stack, check).strip().endswith("[]")
+    assert stack.python("worker", check).strip().endswith("[]")
     warm = "from airflow_stack.worker import taskwarmup; print(taskwarmup.warm_api_client())"
-    assert in_worker(stack, warm).strip().endswith("True")
+    assert stack.python("worker", warm).strip().endswith("True")
     changed = (
         "import airflow.sdk.execution_time.task_runner as t; t.parse = lambda what: None; "
         "from airflow_stack.worker import dagcache; print(dagcache.install({})); print(dagcache.ACTIVE)"
     )
-    out = in_worker(stack, changed)
+    out = stack.python("worker", changed)
     assert "DAG cache: off, this Airflow differs" in out and "task_runner.parse no longer takes log" in out, out
     assert out.strip().endswith("None")
     changed = (
@@ -217,14 +212,14 @@ def test_the_image_has_the_airflow_internals_the_worker_wraps_and_a_change_turns
         "A._service_subprocess = lambda self, max_wait_time: None; "
         "from airflow_stack.worker import taskexit; print(taskexit.install())"
     )
-    out = in_worker(stack, changed)
+    out = stack.python("worker", changed)
     assert "task exit: Airflow's own wait" in out and "no longer takes max_wait_time" in out, out
     changed = (
         "from airflow.sdk.execution_time.supervisor import ActivitySubprocess as A; "
         "A._send_heartbeat_if_needed = lambda self: None; "
         "from airflow_stack.worker import firstheartbeat; print(firstheartbeat.install())"
     )
-    out = in_worker(stack, changed)
+    out = stack.python("worker", changed)
     assert "first heartbeat: Airflow's own" in out and "_send_heartbeat_if_needed no longer has" in out, out
     logs = stack.logs("worker", tail=5000)
     assert "DAG cache: on" in logs and "task exit: the supervisor waits on the task process" in logs

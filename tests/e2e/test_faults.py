@@ -447,7 +447,7 @@ def test_a_full_log_volume_stops_neither_the_triggerer_nor_the_dag_processor(sta
     )
     for service in ("triggerer", "dag-processor"):
         check = f"from airflow_stack.ops import logfiles; print(logfiles.incompatibilities({service!r}))"
-        assert stack.run("exec", "-T", service, "python", "-c", check).stdout.strip().endswith("[]"), service
+        assert stack.python(service, check).strip().endswith("[]"), service
     with_override = [*stack.compose[:6], "-f", str(override), *stack.compose[6:]]
     docker(*with_override[1:], "up", "-d", "triggerer", "dag-processor", timeout=300)
     triggerer, processor = containers(stack, "triggerer")[0], containers(stack, "dag-processor")[0]

@@ -101,14 +101,14 @@ def test_a_running_task_log_is_read_from_the_shared_log_folder(stack: Stack, dag
 
 def test_the_api_server_has_the_airflow_internals_it_replaces_and_a_change_turns_it_off(stack: Stack):
     check = "from airflow_stack.apiserver import sharedlogs; print(sharedlogs.incompatibilities())"
-    assert stack.run("exec", "-T", "api-server", "python", "-c", check).stdout.strip().endswith("[]")
+    assert stack.python("api-server", check).strip().endswith("[]")
     changed = (
         "from airflow.utils.log.file_task_handler import FileTaskHandler as H; "
         "H._read_from_logs_server = lambda self, ti, path, log_type: ([], []); "
         "from airflow_stack.apiserver import sharedlogs; print(sharedlogs.install()); "
         "print(H._read_from_logs_server is sharedlogs._from_the_log_folder_only)"
     )
-    out = stack.run("exec", "-T", "api-server", "python", "-c", changed).stdout
+    out = stack.python("api-server", changed)
     assert "shared logs: this Airflow differs" in out and "log_type" in out, out
     assert out.strip().endswith("False"), out
 
@@ -123,7 +123,7 @@ def test_the_scheduler_has_the_airflow_internals_it_wraps_and_a_change_turns_the
         "from airflow_stack.scheduler import loopwait, resultsessions; "
         "print(loopwait.incompatibilities() + resultsessions.incompatibilities())"
     )
-    assert stack.run("exec", "-T", "scheduler", "python", "-c", check).stdout.strip().endswith("[]")
+    assert stack.python("scheduler", check).strip().endswith("[]")
     changed = (
         "from airflow.jobs.scheduler_job_runner import SchedulerJobRunner as S; "
         "S._do_scheduling = lambda self, session, max_tis=None: 0; "
@@ -131,7 +131,7 @@ def test_the_scheduler_has_the_airflow_internals_it_wraps_and_a_change_turns_the
         "print(loopwait.install({'AIRFLOW_STACK_SCHEDULER_RECHECK': '0.5'})); "
         "print(type(S.__dict__.get('_scheduler_idle_sleep_time')).__name__)"
     )
-    out = stack.run("exec", "-T", "scheduler", "python", "-c", changed).stdout
+    out = stack.python("scheduler", changed)
     assert "scheduler loop: Airflow's idle sleep throughout, this Airflow differs" in out, out
     assert "_do_scheduling no longer takes session" in out and out.strip().endswith("NoneType"), out
     changed = (
@@ -139,7 +139,7 @@ def test_the_scheduler_has_the_airflow_internals_it_wraps_and_a_change_turns_the
         "M.get_engine = lambda self, dburi, **kwargs: None; "
         "from airflow_stack.scheduler import resultsessions; print(resultsessions.install({}))"
     )
-    out = stack.run("exec", "-T", "scheduler", "python", "-c", changed).stdout
+    out = stack.python("scheduler", changed)
     assert "Celery results: a new connection per read (Celery's own)" in out and "no longer has" in out, out
 
 

@@ -51,7 +51,7 @@ class Backoff:
         self.next = min(self.first, self.configured)
 
     def sleep(self, in_flight: bool) -> float:
-        if not in_flight or self.first <= 0:
+        if not in_flight:
             self.next = self.configured
             return self.configured
         wait, self.next = self.next, min(self.next * 2, self.configured)
