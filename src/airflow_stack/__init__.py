@@ -45,6 +45,8 @@ the picture). A unit test keeps this map complete.
     scheduler/               inside the scheduler's process
       loopwait               while tasks are in flight, the scheduler looks again soon after it queued or saw tasks end
       resultsessions         the Celery executor reads task results over a pooled connection, not a new one per read
+    dagprocessor/            inside the dag-processor's process
+      lazyclient             its in-process execution API built when a DAG file first asks it something
     ops/                     operations
       monitor                queue depth, desired workers, heartbeats to logs, Prometheus, CloudWatch, ECS
       requeue                a dead worker's taken, unstarted messages back to their queue

@@ -53,12 +53,6 @@ def airflow_in_process(argv: list[str]) -> int:
     return airflow_main() or 0
 
 
-def call(target: str, env: MutableMapping[str, str]):
-    """Call the "module:function" `target` (a component's job or install) with the environment."""
-    module, _, function = target.partition(":")
-    return getattr(importlib.import_module(module), function)(env)
-
-
 def run_importing_while_waiting(
     component: components.Component, extra: list[str], env: MutableMapping[str, str]
 ) -> int:
@@ -93,7 +87,7 @@ def run_importing_while_waiting(
         raise import_error
     preflight.check_remote_logs(component, env)
     for target in component.installs:
-        log(call(target, env))
+        log(components.call(target, env))
     argv = [*components.argv(component, env), *extra]
     log(
         f"starting {component.name}: {' '.join(argv)} (in this process; its modules imported in "
@@ -109,7 +103,7 @@ def run(name: str, extra: list[str], env: MutableMapping[str, str]) -> int:
         return run_importing_while_waiting(component, extra, env)
     preflight.run(component, env)
     if component.job:
-        return call(component.job, env) or 0
+        return components.call(component.job, env) or 0
     if component.prepare_env:
         component.prepare_env(env)
     argv = (*components.argv(component, env), *extra)

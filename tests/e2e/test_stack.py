@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from pathlib import Path
 
 import httpx
 import pytest
@@ -141,6 +142,60 @@ def test_the_scheduler_has_the_airflow_internals_it_wraps_and_a_change_turns_the
     )
     out = stack.python("scheduler", changed)
     assert "Celery results: a new connection per read (Celery's own)" in out and "no longer has" in out, out
+
+
+PARSE_TIME_VARIABLE = """
+\"\"\"Written by tests/e2e/test_stack.py: a DAG file that reads a Variable when it is parsed.\"\"\"
+import pendulum
+from airflow.sdk import Variable, dag, task
+
+
+@dag(schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC"), catchup=False,
+     doc_md=Variable.get("parse_time_setting", default="not read at parse"))
+def parse_time_variable():
+    @task
+    def noop() -> None:
+        return None
+
+    noop()
+
+
+parse_time_variable()
+"""
+
+
+def test_the_dag_processor_builds_its_execution_api_when_a_dag_file_first_asks_it(stack: Stack, dag_run: str):
+    # The example DAGs read nothing at parse time: the dag-processor has parsed them without it.
+    assert "execution API in the dag-processor: built when a DAG file or callback first asks" in stack.logs(
+        "dag-processor", tail=2000
+    )
+    assert "forked processes: the heap is made immortal" in stack.logs("triggerer", tail=2000)
+    check = "from airflow_stack.dagprocessor import lazyclient; print(lazyclient.incompatibilities())"
+    assert stack.python("dag-processor", check).strip().endswith("[]")
+    changed = (
+        "from airflow.dag_processing.manager import DagFileProcessorManager as M; "
+        "M._create_process = lambda self, dag_file: None; "
+        "from airflow_stack.dagprocessor import lazyclient; print(lazyclient.install())"
+    )
+    out = stack.python("dag-processor", changed)
+    assert "built at the first parse (Airflow's own), this Airflow differs" in out, out
+    assert "no longer has `client=self.client`" in out, out
+    # A DAG file that asks: the dag-processor builds the client then and answers.
+    dag_file = Path(stack.env["AIRFLOW_DAGS_DIR"]) / "parse_time_variable.py"
+    with stack.api() as api:
+        created = api.post("/variables", json={"key": "parse_time_setting", "value": "read at parse"})
+        assert created.status_code in (201, 409), created.text
+        try:
+            dag_file.write_text(PARSE_TIME_VARIABLE.lstrip())
+            dag_file.chmod(0o644)
+            poll(
+                "the Variable read at parse time in the DAG's docs",
+                lambda: api.get("/dags/parse_time_variable/details").json().get("doc_md") == "read at parse",
+                180,
+                lambda: stack.logs("dag-processor"),
+            )
+        finally:
+            dag_file.unlink(missing_ok=True)
 
 
 def test_flower_lists_the_worker_behind_basic_auth(stack: Stack, dag_run: str):

@@ -148,8 +148,10 @@ def test_a_component_that_imports_while_waiting_runs_a_plain_airflow_command():
 
     importing = [c for c in components.COMPONENTS.values() if c.imports_while_waiting]
     assert [c.name for c in importing] == ["scheduler", "worker"]
-    # What is installed before the command runs needs the in-process command to reach.
-    assert all(c.imports_while_waiting for c in components.COMPONENTS.values() if c.installs)
+    # What is installed before the command runs needs a command that runs in this process.
+    installing = [c for c in components.COMPONENTS.values() if c.installs]
+    assert {c.name for c in installing} == {"scheduler", "dag-processor", "triggerer"}
+    assert all(c.imports_while_waiting or c.guards_log_files for c in installing)
     for component in importing:
         assert components.argv(component, {})[0] == "airflow", component.name
         assert not component.guards_log_files and component.prepare_env is None and not component.job

@@ -8,6 +8,7 @@ Standard library only: the host tools read it too.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -63,9 +64,9 @@ class Component:
     # command then runs in this process (Airflow's command line, keeping them) instead of exec.
     # Only for a plain `airflow ...` command: no log file guard, no prepare_env (a unit test).
     imports_while_waiting: tuple[str, ...] = ()
-    # With imports_while_waiting: "module:function"s called with the environment after the imports,
-    # before the Airflow command runs in this process; each changes that process and returns what
-    # it did, for the component's log.
+    # "module:function"s called with the environment in the process that then runs the Airflow
+    # command (imports_while_waiting: after the imports; guards_log_files: in the log file guard's
+    # process); each changes that process and returns what it did, for the component's log.
     installs: tuple[str, ...] = ()
 
 
@@ -128,6 +129,7 @@ COMPONENTS: dict[str, Component] = {
             guards_log_files=True,
             task_logs=True,
             probe=Probe("heartbeat", "DagProcessorJob"),
+            installs=("airflow_stack.dagprocessor.lazyclient:install",),
         ),
         Component(
             "triggerer",
@@ -139,6 +141,7 @@ COMPONENTS: dict[str, Component] = {
             serves_logs=True,
             task_logs=True,
             probe=Probe("heartbeat", "TriggererJob"),
+            installs=("airflow_stack.ops.forkfreeze:install",),
         ),
         Component(
             "worker",
@@ -225,6 +228,12 @@ def argv(component: Component, env: Mapping[str, str]) -> tuple[str, ...]:
     if component.guards_log_files:
         command = (sys.executable, "-m", "airflow_stack.ops.logfiles", component.name, *command)
     return command
+
+
+def call(target: str, env: MutableMapping[str, str]):
+    """Call the "module:function" `target` (a component's job or install) with the environment."""
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function)(env)
 
 
 def one_shot_names() -> frozenset[str]:

@@ -17,21 +17,20 @@ is unfrozen in the parent, so the parent collects as in Airflow. The child keeps
 frozen: it never examines, so never copies, those pages, and never collects them (they are the
 parent's objects of the moment of the fork, mostly modules). Its own objects are collected as usual.
 
-Used by the triggerer (`python -m airflow_stack.ops.logfiles triggerer airflow triggerer`, which
-runs Airflow's command line in this process). The dag-processor is left alone: Airflow freezes its
-manager's heap for good before its parsing loop. No Airflow internals.
+Installed in the triggerer (its `installs` in core.components, called by `python -m
+airflow_stack.ops.logfiles triggerer airflow triggerer`, which runs Airflow's command line in this
+process). The dag-processor is left alone: Airflow freezes its manager's heap for good before its
+parsing loop. No Airflow internals.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+from collections.abc import Mapping
 
 from airflow_stack.core import sharedheap
 from airflow_stack.core.errors import log
-
-# The components whose in-process launcher installs the hook.
-COMPONENTS = frozenset({"triggerer"})
 
 _installed = False
 _forked = False
@@ -45,7 +44,7 @@ def _before_fork() -> None:
     gc.freeze()
 
 
-def install() -> str:
+def install(env: Mapping[str, str] | None = None) -> str:
     """Make the heap immortal before the first fork of this process and freeze it for the collector
     before each (installed once); returns what it did, for the component's log."""
     global _installed

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from airflow_stack.core import components
 from airflow_stack.core.errors import log
-from airflow_stack.ops import forkfreeze
 
 
 @dataclass(frozen=True)
@@ -253,15 +253,16 @@ def install(component: str = "worker") -> str:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m airflow_stack.ops.logfiles COMPONENT airflow ARGS...`: wrap, then run Airflow's
-    command line in this process (with ops.forkfreeze's fork hook for the components it names)."""
+    """`python -m airflow_stack.ops.logfiles COMPONENT airflow ARGS...`: wrap, call the component's
+    `installs` (core.components), then run Airflow's command line in this process."""
     component, command = (argv[0], argv[1:]) if argv else ("", [])
     if component not in WRITERS or command[:1] != ["airflow"]:
         log(f"usage: python -m airflow_stack.ops.logfiles {{{','.join(WRITERS)}}} airflow ARGS...")
         return 2
     log(install(component))
-    if component in forkfreeze.COMPONENTS:
-        log(forkfreeze.install())
+    if component in components.COMPONENTS:  # the worker's guard is installed by its Celery hooks
+        for target in components.COMPONENTS[component].installs:
+            log(components.call(target, os.environ))
     from airflow.__main__ import main as airflow_main
 
     sys.argv = command
