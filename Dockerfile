@@ -42,6 +42,11 @@ COPY pyproject.toml uv.lock ./
 RUN --mount=type=secret,id=ca --mount=type=cache,target=/root/.cache/uv \
     with-ca /opt/uv/bin/uv sync --frozen --no-dev --extra airflow --no-install-project
 
+# The image's changes to Airflow's installed source (each named and explained in the script); the
+# build stops when one does not apply to the Airflow just installed.
+COPY src/airflow_stack/image/airflowpatches.py /usr/local/lib/airflow-stack/airflowpatches.py
+RUN /opt/airflow/venv/bin/python /usr/local/lib/airflow-stack/airflowpatches.py
+
 # Your requirements, held to the versions just installed from the lock; rebuilt only when
 # requirements.txt (or this step's script) changes.
 COPY src/airflow_stack/image/userdeps.py /usr/local/lib/airflow-stack/userdeps.py

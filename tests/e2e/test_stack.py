@@ -7,6 +7,7 @@ The tests share one stack and run in file order.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -196,6 +197,23 @@ def test_the_dag_processor_builds_its_execution_api_when_a_dag_file_first_asks_i
             )
         finally:
             dag_file.unlink(missing_ok=True)
+
+
+LIBCST_ON_FIRST_USE = """
+import json, sys
+import airflow.sdk.bases.operator
+from airflow.sdk.definitions._internal.decorators import remove_task_decorator
+before = "libcst" in sys.modules
+source = '@task.virtualenv(requirements=["pendulum"])\\n@setup\\ndef extract():\\n    return 1\\n'
+print(json.dumps([before, remove_task_decorator(source, "@task.virtualenv"), "libcst" in sys.modules]))
+"""
+
+
+def test_the_image_imports_libcst_only_to_rewrite_a_tasks_source(stack: Stack):
+    # The image's patch lazy-libcst (image/airflowpatches): every Airflow process imports the
+    # task SDK's decorators; libcst comes only with the function that needs it, which still works.
+    out = stack.python("worker", LIBCST_ON_FIRST_USE)
+    assert json.loads(out.strip().splitlines()[-1]) == [False, "def extract():\n    return 1\n", True], out
 
 
 def test_flower_lists_the_worker_behind_basic_auth(stack: Stack, dag_run: str):

@@ -1,1 +1,2 @@
-"""What the image build runs before the package exists: your requirements.txt and packages.txt."""
+"""What the image build runs before the package exists: your requirements.txt and packages.txt, and
+the image's patches to Airflow."""

@@ -1,0 +1,145 @@
+"""The image's changes to Airflow's installed source, applied by the image build.
+
+Runs inside `docker build` as a plain script, with the venv's interpreter, after the lock is
+installed (standard library only):
+
+    airflowpatches.py
+
+Each patch replaces exact text in one installed file and recompiles its bytecode. A patch whose
+text is not found exactly once (another Airflow, or a file someone else changed) stops the build,
+naming the file and the patch, so that an upgrade never ships a half-applied change: take the
+patch out, or write it again for that Airflow.
+
+The patches:
+
+- `lazy-libcst`: the task SDK's decorator module imports libcst (a parser of Python source) when
+  it is imported, and every Airflow process imports it through `airflow.sdk.bases.operator`:
+  about 10 MiB of memory and 0.1 s of CPU in each. libcst only serves `remove_task_decorator`,
+  which rewrites a task's source for the operators that run it in another interpreter
+  (`@task.virtualenv`, `@task.external_python`, `@task.docker` ...). With the patch, libcst is
+  imported the first time that function runs, in the process that runs such a task; the function
+  does what it did.
+"""
+
+from __future__ import annotations
+
+import py_compile
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Patch:
+    name: str
+    file: str  # relative to the venv's site-packages
+    replacements: tuple[tuple[str, str], ...]  # (exact old text, new text)
+
+
+_REMOVER = """class _TaskDecoratorRemover(cst.CSTTransformer):
+    def __init__(self, task_decorator_name: str) -> None:"""
+
+_LAZY_REMOVER = """@functools.cache
+def _task_decorator_remover_class():
+    # airflow-stack (image patch lazy-libcst): libcst is imported on first use, not with this module.
+    import libcst as cst
+
+    class _TaskDecoratorRemover(cst.CSTTransformer):
+        def __init__(self, task_decorator_name: str) -> None:"""
+
+_REMOVER_BODY = """        self.decorators_to_remove: set[str] = {
+            "setup",
+            "teardown",
+            "task.skip_if",
+            "task.run_if",
+            task_decorator_name.strip("@"),
+        }
+
+    def _is_task_decorator(self, decorator_node: cst.Decorator) -> bool:
+        decorator_expr = decorator_node.decorator
+        if isinstance(decorator_expr, cst.Name):
+            return decorator_expr.value in self.decorators_to_remove
+        if isinstance(decorator_expr, cst.Attribute) and isinstance(decorator_expr.value, cst.Name):
+            return f"{decorator_expr.value.value}.{decorator_expr.attr.value}" in self.decorators_to_remove
+        if isinstance(decorator_expr, cst.Call):
+            return self._is_task_decorator(cst.Decorator(decorator=decorator_expr.func))
+        return False
+
+    def leave_FunctionDef(
+        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
+    ) -> cst.FunctionDef:
+        new_decorators = [dec for dec in updated_node.decorators if not self._is_task_decorator(dec)]
+        if len(new_decorators) == len(updated_node.decorators):
+            return updated_node
+        return updated_node.with_changes(decorators=new_decorators)
+"""
+
+_USE = """    source_tree = cst.parse_module(python_source)
+    modified_tree = source_tree.visit(_TaskDecoratorRemover(task_decorator_name))"""
+
+_LAZY_USE = """    import libcst as cst
+
+    source_tree = cst.parse_module(python_source)
+    modified_tree = source_tree.visit(_task_decorator_remover_class()(task_decorator_name))"""
+
+
+def _indented(text: str) -> str:
+    """`text` one level (4 spaces) deeper, blank lines left blank."""
+    return "".join(f"    {line}" if line.strip() else line for line in text.splitlines(keepends=True))
+
+
+PATCHES = (
+    Patch(
+        "lazy-libcst",
+        "airflow/sdk/definitions/_internal/decorators.py",
+        (
+            ("import sys\n\nimport libcst as cst\n", "import functools\nimport sys\n"),
+            (
+                f"{_REMOVER}\n{_REMOVER_BODY}",
+                f"{_LAZY_REMOVER}\n{_indented(_REMOVER_BODY)}\n    return _TaskDecoratorRemover\n",
+            ),
+            (_USE, _LAZY_USE),
+        ),
+    ),
+)
+
+
+class PatchFailed(Exception):
+    """A patch's text is not in its file exactly once; the message names both and the fix."""
+
+
+def apply(patch: Patch, site_packages: Path) -> str:
+    """Apply `patch` under `site_packages` and recompile the file; returns what it did."""
+    path = site_packages / patch.file
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise PatchFailed(f"image patch {patch.name}: cannot read {path}: {exc}") from None
+    for number, (old, new) in enumerate(patch.replacements, 1):
+        found = text.count(old)
+        if found != 1:
+            raise PatchFailed(
+                f"image patch {patch.name}: part {number} of {len(patch.replacements)} is in {patch.file} "
+                f"{found} times, not once (this Airflow differs); fix: remove the patch from "
+                "src/airflow_stack/image/airflowpatches.py, or write it again for this Airflow"
+            )
+        text = text.replace(old, new)
+    path.write_text(text)
+    py_compile.compile(str(path), doraise=True)
+    return f"image patch {patch.name}: applied to {patch.file}"
+
+
+def main() -> int:
+    site_packages = Path(sysconfig.get_paths()["purelib"])
+    try:
+        for patch in PATCHES:
+            print(apply(patch, site_packages))
+    except (PatchFailed, py_compile.PyCompileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
