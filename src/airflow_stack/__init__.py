@@ -56,6 +56,7 @@ the picture). A unit test keeps this map complete.
       s3logs                 S3 task logs: switched on by one setting, probed at start
       logfiles               a log file that cannot be written is reported, not fatal (worker, triggerer, dag-processor)
       forkfreeze             the triggerer's runner shares its parent's heap (immortal, and frozen for the collector)
+      lazylogserver          Airflow's log server imported only by a component that starts it
     apiserver/               inside the api-server
       plugin                 the Airflow plugin: mounts the fingerprint endpoint, installs sharedlogs
       fingerprint_api        GET /airflow-stack/fingerprints for workers

@@ -199,6 +199,28 @@ def test_the_dag_processor_builds_its_execution_api_when_a_dag_file_first_asks_i
             dag_file.unlink(missing_ok=True)
 
 
+def test_the_log_server_is_imported_only_by_a_component_that_starts_it(stack: Stack, dag_run: str):
+    # The local stack runs no log server; the scheduler's executor (Celery) serves none either.
+    for service in ("scheduler", "triggerer", "worker"):
+        assert "log server: imported only if this component starts one" in stack.logs(service, tail=3000), service
+        check = f"from airflow_stack.ops import lazylogserver; print(lazylogserver.incompatibilities({service!r}))"
+        assert stack.python(service, check).strip().endswith("[]"), service
+    check = (
+        "import sys; from airflow_stack.ops import lazylogserver; print(lazylogserver.install('scheduler'))\n"
+        "import airflow.cli.commands.scheduler_command as c\n"
+        "with c._serve_logs(False): print('airflow.utils.serve_logs' in sys.modules)"
+    )
+    out = stack.python("scheduler", check)
+    assert out.strip().endswith("False"), out
+    changed = (
+        "import airflow.cli.commands.triggerer_command as c; c._serve_logs = lambda skip=False: None; "
+        "from airflow_stack.ops import lazylogserver; print(lazylogserver.install('triggerer'))"
+    )
+    out = stack.python("triggerer", changed)
+    assert "log server: imported at start (Airflow's own), this Airflow differs" in out, out
+    assert "triggerer_command._serve_logs no longer takes skip_serve_logs alone" in out, out
+
+
 LIBCST_ON_FIRST_USE = """
 import json, sys
 import airflow.sdk.bases.operator

@@ -150,7 +150,7 @@ def test_a_component_that_imports_while_waiting_runs_a_plain_airflow_command():
     assert [c.name for c in importing] == ["scheduler", "worker"]
     # What is installed before the command runs needs a command that runs in this process.
     installing = [c for c in components.COMPONENTS.values() if c.installs]
-    assert {c.name for c in installing} == {"scheduler", "dag-processor", "triggerer"}
+    assert {c.name for c in installing} == {"scheduler", "dag-processor", "triggerer", "worker"}
     assert all(c.imports_while_waiting or c.guards_log_files for c in installing)
     for component in importing:
         assert components.argv(component, {})[0] == "airflow", component.name

@@ -118,7 +118,11 @@ COMPONENTS: dict[str, Component] = {
                 "airflow.providers.celery.executors.celery_executor",
                 "airflow.cli.commands.scheduler_command",
             ),
-            installs=("airflow_stack.scheduler.resultsessions:install", "airflow_stack.scheduler.loopwait:install"),
+            installs=(
+                "airflow_stack.scheduler.resultsessions:install",
+                "airflow_stack.scheduler.loopwait:install",
+                "airflow_stack.ops.lazylogserver:scheduler",
+            ),
         ),
         Component(
             "dag-processor",
@@ -141,7 +145,7 @@ COMPONENTS: dict[str, Component] = {
             serves_logs=True,
             task_logs=True,
             probe=Probe("heartbeat", "TriggererJob"),
-            installs=("airflow_stack.ops.forkfreeze:install",),
+            installs=("airflow_stack.ops.forkfreeze:install", "airflow_stack.ops.lazylogserver:triggerer"),
         ),
         Component(
             "worker",
@@ -163,6 +167,7 @@ COMPONENTS: dict[str, Component] = {
                 "airflow.providers.celery.cli.celery_command",
                 "airflow.dag_processing.dagbag",
             ),
+            installs=("airflow_stack.ops.lazylogserver:worker",),
         ),
         Component(
             "flower",
