@@ -14,7 +14,9 @@ that had imported the manager and the FAB security manager it uses to sync DAG p
 manager hand its parsing processes a stand-in that builds Airflow's own client (Airflow's code,
 unchanged) the first time a parsing process asks for something, and delegates to it from then
 on. A stack whose DAG files read nothing at parse time never builds it; one that does pays the
-build (under a second) at the first request instead of at the first parse.
+build (0.54 s of CPU in the dag-processor's container) at the first request instead of at the
+first parse. That first request also builds the API's versioned routes (2.6 s there), as it did
+before.
 
 It relies on Airflow and attrs internals: the manager's `client` is a cached property of an attrs
 class with slots, which attrs computes in the class's `__getattr__` from its own table of cached

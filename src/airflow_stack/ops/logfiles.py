@@ -260,9 +260,8 @@ def main(argv: list[str]) -> int:
         log(f"usage: python -m airflow_stack.ops.logfiles {{{','.join(WRITERS)}}} airflow ARGS...")
         return 2
     log(install(component))
-    if component in components.COMPONENTS:  # the worker's guard is installed by its Celery hooks
-        for target in components.COMPONENTS[component].installs:
-            log(components.call(target, os.environ))
+    for target in components.get(component).installs:
+        log(components.call(target, os.environ))
     from airflow.__main__ import main as airflow_main
 
     sys.argv = command
