@@ -86,8 +86,7 @@ def run_importing_while_waiting(
     if import_error:
         raise import_error
     preflight.check_remote_logs(component, env)
-    for target in component.installs:
-        log(components.call(target, env))
+    components.install(component, env)
     argv = [*components.argv(component, env), *extra]
     log(
         f"starting {component.name}: {' '.join(argv)} (in this process; its modules imported in "

@@ -5,6 +5,7 @@ tests/e2e/test_stack.py."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 
 from airflow_stack.ops import lazylogserver
 
@@ -35,8 +36,8 @@ def test_otherwise_airflows_context_runs_as_it_is():
 
 def test_the_wrapper_leads_back_to_airflows_function():
     wrapped = lazylogserver.lazy(airflows_serve_logs, lambda: False)
-    assert lazylogserver._airflows(wrapped) is lazylogserver._airflows(airflows_serve_logs)
-    assert lazylogserver._airflows(wrapped).__name__ == "airflows_serve_logs"
+    assert inspect.unwrap(wrapped) is inspect.unwrap(airflows_serve_logs)
+    assert inspect.unwrap(wrapped).__name__ == "airflows_serve_logs"
 
 
 def test_an_airflow_without_the_internals_is_left_alone():

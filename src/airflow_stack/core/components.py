@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 
 from airflow_stack.core import settings
-from airflow_stack.core.errors import StackError
+from airflow_stack.core.errors import StackError, log
 from airflow_stack.core.settings import Setting
 
 API_SERVER_PORT = 8080
@@ -239,6 +239,12 @@ def call(target: str, env: MutableMapping[str, str]):
     """Call the "module:function" `target` (a component's job or install) with the environment."""
     module, _, function = target.partition(":")
     return getattr(importlib.import_module(module), function)(env)
+
+
+def install(component: Component, env: MutableMapping[str, str]) -> None:
+    """Call each of the component's `installs` in this process; log what each did."""
+    for target in component.installs:
+        log(call(target, env))
 
 
 def one_shot_names() -> frozenset[str]:

@@ -78,7 +78,7 @@ def incompatibilities() -> list[str]:
     table = _cached_properties(DagFileProcessorManager)
     if table is None or "client" not in table:
         return ["DagFileProcessorManager.client is no longer an attrs cached property"]
-    problems = pins.has_lines("DagFileProcessorManager.client", _unwrapped(table["client"]), CLIENT_LINES)
+    problems = pins.has_lines("DagFileProcessorManager.client", inspect.unwrap(table["client"]), CLIENT_LINES)
     problems += pins.has_lines(
         "DagFileProcessorManager._create_process", DagFileProcessorManager._create_process, (CREATE_LINE,)
     )
@@ -86,10 +86,6 @@ def incompatibilities() -> list[str]:
     if "client" not in start:
         problems.append("DagFileProcessorProcess.start no longer takes client")
     return problems
-
-
-def _unwrapped(function: Any) -> Any:
-    return getattr(function, "__wrapped__", function)
 
 
 def lazy(build_client: Callable[[Any], Any]) -> Callable[[Any], LazyClient]:

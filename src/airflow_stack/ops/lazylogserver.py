@@ -40,13 +40,6 @@ SKIP_LINE = "if skip_serve_logs is False:"
 EXECUTORS_LINE = "executor_class.serve_logs"
 
 
-def _airflows(context: Any) -> Any:
-    """Airflow's generator function under its `contextmanager` (and under ours, once installed)."""
-    while hasattr(context, "__wrapped__"):
-        context = context.__wrapped__
-    return context
-
-
 def incompatibilities(component: str) -> list[str]:
     """What this relies on that this Airflow does not have in `component`'s command (empty when
     all is there)."""
@@ -59,7 +52,7 @@ def incompatibilities(component: str) -> list[str]:
     context = getattr(module, "_serve_logs", None)
     if context is None:
         return [f"{where} is gone"]
-    context = _airflows(context)
+    context = inspect.unwrap(context)  # Airflow's generator, under its contextmanager (and ours)
     if tuple(inspect.signature(context).parameters) != ("skip_serve_logs",):
         return [f"{where} no longer takes skip_serve_logs alone"]
     lines = (IMPORT_LINE, SKIP_LINE, EXECUTORS_LINE) if asks_executors else (IMPORT_LINE, SKIP_LINE)

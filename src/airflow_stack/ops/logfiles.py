@@ -260,8 +260,7 @@ def main(argv: list[str]) -> int:
         log(f"usage: python -m airflow_stack.ops.logfiles {{{','.join(WRITERS)}}} airflow ARGS...")
         return 2
     log(install(component))
-    for target in components.get(component).installs:
-        log(components.call(target, os.environ))
+    components.install(components.get(component), os.environ)
     from airflow.__main__ import main as airflow_main
 
     sys.argv = command
