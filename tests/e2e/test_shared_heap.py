@@ -2,7 +2,9 @@
 worker runs before its pool forks, and the triggerer before it forks its trigger runner), a forked
 child that uses every inherited object copies a small fraction of the pages a child copies without
 it; the objects stay correct to use, change and drop in the parent and the child; making Airflow's
-heap immortal adds no memory of its own; `AIRFLOW_STACK_SHARED_HEAP=false` turns it off. Runs the
+heap immortal adds no memory of its own; `AIRFLOW_STACK_SHARED_HEAP=false` turns it off; a pool
+process sets its parent-death signal without building a C parser of its own once the worker has
+warmed it (taskwarmup). Runs the
 image (`make build`), as the host's Python is not the image's."""
 
 from __future__ import annotations
@@ -114,3 +116,40 @@ def test_making_airflows_heap_immortal_adds_no_memory_of_its_own():
     result = run(script=AIRFLOW_HEAP)
     assert "objects made immortal before the test's fork" in result["message"], result
     assert result["grown_mib"] < 4, result
+
+
+# A Celery pool process's first act: set its parent-death signal (celery.concurrency.prefork).
+PARENT_DEATH = r"""
+import json, os, sys
+import celery.platforms
+from billiard.util import get_pdeathsig
+from airflow_stack.worker import taskwarmup
+
+def private_dirty_mib():
+    for line in open("/proc/self/smaps_rollup"):
+        if line.startswith("Private_Dirty:"):
+            return int(line.split()[1]) / 1024
+
+warmed = taskwarmup.warm_parent_death_signal() if sys.argv[1] == "warm" else None
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    before = private_dirty_mib()
+    celery.platforms.set_pdeathsig("SIGKILL")
+    copied = private_dirty_mib() - before
+    os.write(write, json.dumps({"copied_mib": copied, "signal": get_pdeathsig(), "warmed": warmed}).encode())
+    os._exit(0)
+os.waitpid(pid, 0)
+print(os.read(read, 4096).decode())
+"""
+
+
+def test_a_pool_process_sets_its_parent_death_signal_without_its_own_c_parser_once_warmed():
+    cold = run(mode="cold", script=PARENT_DEATH)
+    warm = run(mode="warm", script=PARENT_DEATH)
+    assert warm["warmed"] is True, warm
+    # The signal is set either way: a pool process still dies with the worker's main process.
+    assert cold["signal"] == warm["signal"] == 9, (cold, warm)
+    # Without the warm-up each pool process builds pycparser's parser (several MiB) for one line.
+    assert cold["copied_mib"] > 4, cold
+    assert warm["copied_mib"] < cold["copied_mib"] / 3, (cold, warm)

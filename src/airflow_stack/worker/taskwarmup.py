@@ -12,6 +12,13 @@ The task SDK's HTTP client is built once here too: Airflow caches its TLS contex
 (made even for a plain-HTTP execution API: about 1.1 MiB and 13 ms of CPU), so without this each
 pool process would make its own for its first task.
 
+Each pool process asks the kernel, as it starts, to be killed should the main process die
+(billiard's `set_pdeathsig`). billiard declares `prctl` through cffi whenever cffi is installed
+(cryptography needs it), and a process's first cffi declaration builds pycparser's C parser: about
+7 MiB that every pool process wrote for itself. Built here once (billiard's `get_pdeathsig`, which
+declares the same function and only reads the setting), the parser is inherited and shared, and a
+pool process's declaration is a one-line parse.
+
 The main process's objects stay frozen for the garbage collector (`gc.freeze`) for its whole
 life. Airflow freezes them only until the worker is ready, which is enough for a fixed pool; but
 an autoscaled pool forks processes later, and each one's first collection would then write to
@@ -56,6 +63,18 @@ def warm_api_client() -> bool:
         Client(base_url="http://warm-up.invalid/execution/", token="warm-up").close()
     except Exception as exc:  # noqa: BLE001 - a warm-up must never stop the worker
         log.warning("task warm-up: cannot build the task API client (%r); each pool process builds its own", exc)
+        return False
+    return True
+
+
+def warm_parent_death_signal() -> bool:
+    """Build, once, what each pool process needs to set its parent-death signal; False if it could not."""
+    try:
+        from billiard.util import get_pdeathsig
+
+        get_pdeathsig()
+    except Exception as exc:  # noqa: BLE001 - a warm-up must never stop the worker
+        log.warning("task warm-up: cannot read the parent-death signal (%r); each pool process builds its own", exc)
         return False
     return True
 
