@@ -57,10 +57,12 @@ RUN --mount=type=secret,id=ca --mount=type=cache,target=/root/.cache/uv \
 
 COPY README.md ./
 COPY src ./src
-# --inexact: keep your packages, which the lock does not list.
+# --inexact: keep your packages, which the lock does not list. Then the migration heads of the
+# installed Airflow, which the components' start-up checks compare with the database.
 RUN --mount=type=secret,id=ca --mount=type=cache,target=/root/.cache/uv \
     with-ca /opt/uv/bin/uv sync --frozen --no-dev --extra airflow --no-editable --inexact \
- && /opt/uv/bin/uv export --frozen --only-group dag-tests --no-hashes --no-emit-project -o /opt/dag-tests.txt
+ && /opt/uv/bin/uv export --frozen --only-group dag-tests --no-hashes --no-emit-project -o /opt/dag-tests.txt \
+ && /opt/airflow/venv/bin/python -m airflow_stack.checks.migrations
 
 # ---------------------------------------------------------------------------------------
 FROM ${PYTHON_BASE_IMAGE} AS runtime

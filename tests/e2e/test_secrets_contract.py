@@ -1,6 +1,7 @@
 """The secrets contract on the running stack: a component with a secret that differs from the
 others' refuses to start within 60 s, naming it, while the stack keeps running DAGs; bad
-settings are refused with a clear message; the fernet key rotates without losing a connection.
+settings are refused with a clear message; a component refuses a metadata DB its Airflow has not
+migrated, naming the revisions; the fernet key rotates without losing a connection.
 
 Shares the session's stack with test_stack.py.
 """
@@ -95,6 +96,58 @@ def test_init_records_a_changed_secret_only_when_told_to(stack: Stack):
     finally:
         restored, _ = start_one_off(stack, "db-migrate", f"AIRFLOW__API__SECRET_KEY={current}", accept)
         assert restored.returncode == 0, restored.stderr[-3000:]
+
+
+def psql(stack: Stack, database: str, sql: str) -> str:
+    args = ("exec", "-T", "postgres", "psql", "-U", "airflow", "-d", database, "-v", "ON_ERROR_STOP=1", "-Atc", sql)
+    return stack.run(*args).stdout
+
+
+def test_a_component_refuses_a_database_its_airflow_has_not_migrated(stack: Stack):
+    # A second database on the same server, with the secrets' fingerprints db-migrate recorded
+    # (so that only the migration differs), first without Airflow's tables, then at an older revision.
+    psql(stack, "postgres", "DROP DATABASE IF EXISTS migration_probe")
+    psql(stack, "postgres", "CREATE DATABASE migration_probe")
+    recorded = psql(stack, "airflow", "SELECT name || ' ' || fingerprint FROM airflow_stack_secret_fingerprint")
+    rows = ", ".join(f"('{name}', '{value}')" for name, value in (line.split() for line in recorded.splitlines()))
+    psql(
+        stack,
+        "migration_probe",
+        "CREATE TABLE airflow_stack_secret_fingerprint"
+        " (name VARCHAR(64) PRIMARY KEY, fingerprint VARCHAR(64) NOT NULL); "
+        f"INSERT INTO airflow_stack_secret_fingerprint VALUES {rows}",
+    )
+    password = stack.env["POSTGRES_PASSWORD"]
+    probe = (
+        f"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=postgresql+psycopg2://airflow:{password}@postgres:5432/migration_probe"
+    )
+    head = psql(stack, "airflow", "SELECT version_num FROM alembic_version").strip()
+
+    result, _ = start_one_off(stack, "scheduler", probe, "AIRFLOW_STACK_WAIT_TIMEOUT=20")
+    assert result.returncode != 0
+    assert "error: the metadata DB has not been initialised: it has no alembic_version table" in result.stderr, (
+        result.stderr[-3000:]
+    )
+    assert "run db-migrate with this image first" in result.stderr
+
+    psql(
+        stack,
+        "migration_probe",
+        "CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY); "
+        "INSERT INTO alembic_version VALUES ('29ce7909c52b')",  # Airflow 3.0.0's
+    )
+    for service in ("api-server", "dag-processor", "triggerer"):
+        result, elapsed = start_one_off(stack, service, probe, "AIRFLOW_STACK_WAIT_TIMEOUT=20")
+        assert result.returncode != 0, result.stderr[-3000:]
+        assert "error: the metadata DB is at migration 29ce7909c52b, but this image's Airflow" in result.stderr, (
+            result.stderr[-3000:]
+        )
+        assert f"needs {head}" in result.stderr and "run db-migrate with this image first" in result.stderr
+        assert elapsed < REFUSAL_BOUND_S
+    # The stack's own components checked theirs and left Airflow's check off.
+    logs = stack.logs("api-server", "scheduler", "dag-processor", "triggerer", tail=3000)
+    assert logs.count(f"migration check: the metadata DB is at {head}, this image's Airflow") >= 4, logs[-3000:]
+    psql(stack, "postgres", "DROP DATABASE migration_probe")
 
 
 def test_the_stack_is_unaffected_by_refused_components(stack: Stack):

@@ -5,7 +5,8 @@
    CA file a verifying database URL names present;
 2. its database and broker reachable (a worker: also the api-server's execution API);
 3. its shared secrets' fingerprints equal to those `db-migrate` recorded in the metadata DB
-   (a worker: to the api-server's);
+   (a worker: to the api-server's); an Airflow component's metadata DB migrated to its Airflow
+   (checks.migrations, in place of Airflow's own check);
 4. with S3 remote logging on, a probe object written to and deleted from the log prefix.
 
 What a component needs comes from its fields in the component table (core.components). The
@@ -22,11 +23,11 @@ import json
 import os
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from airflow_stack.checks import fingerprints, waiting
+from airflow_stack.checks import fingerprints, migrations, waiting
 from airflow_stack.core import metadb, settings
 from airflow_stack.core.components import Component
 from airflow_stack.core.errors import StackError, docs, log
@@ -288,11 +289,13 @@ def check_settings(component: Component, env: Mapping[str, str]) -> None:
     check_database_ca(component, env)
 
 
-def check_dependencies(component: Component, env: Mapping[str, str]) -> None:
+def check_dependencies(component: Component, env: MutableMapping[str, str]) -> None:
     """The checks that wait for, or ask, the services the component depends on (standard library,
     psycopg2 and redis only: safe in a thread while another imports Airflow)."""
     wait_for_dependencies(component, env)
     check_fingerprints(component, env)
+    if component.checks_migrations:
+        log(migrations.check(env))
 
 
 def check_remote_logs(component: Component, env: Mapping[str, str]) -> None:
@@ -300,7 +303,7 @@ def check_remote_logs(component: Component, env: Mapping[str, str]) -> None:
         log(f"remote logging: wrote and deleted {s3logs.probe(env)}")
 
 
-def run(component: Component, env: Mapping[str, str] | None = None) -> None:
+def run(component: Component, env: MutableMapping[str, str] | None = None) -> None:
     env = os.environ if env is None else env
     check_settings(component, env)
     check_dependencies(component, env)

@@ -49,6 +49,9 @@ class Component:
     # Where the shared secrets' fingerprints are compared: "metadata-db" (recorded by
     # db-migrate), "api-server-endpoint" (it publishes them), "records" (db-migrate writes them), "".
     fingerprints: str = ""
+    # Its Airflow command checks the metadata DB's migration at start: the checks do it instead,
+    # with one query, and turn Airflow's own off (checks.migrations).
+    checks_migrations: bool = False
     serves_logs: bool = False  # runs Airflow's log server unless AIRFLOW_STACK_SERVE_LOGS=false
     # Its supervisor writes log files: run through airflow_stack.ops.logfiles, so that a log file
     # that cannot be written is reported instead of stopping it (the worker installs it itself).
@@ -97,6 +100,7 @@ COMPONENTS: dict[str, Component] = {
             command=("airflow", "api-server", "--port", str(API_SERVER_PORT)),
             **_AIRFLOW,
             fingerprints="metadata-db",
+            checks_migrations=True,
             task_logs=True,
             probe=Probe("http", f"http://127.0.0.1:{API_SERVER_PORT}/api/v2/monitor/health"),
         ),
@@ -108,6 +112,7 @@ COMPONENTS: dict[str, Component] = {
             database="metadata",
             waits_for_broker=True,
             fingerprints="metadata-db",
+            checks_migrations=True,
             task_logs=True,
             # Its own health server ([scheduler] enable_health_check) would cost a process of about
             # 80 MiB to answer what its heartbeat answers.
@@ -130,6 +135,7 @@ COMPONENTS: dict[str, Component] = {
             command=("airflow", "dag-processor"),
             **_AIRFLOW,
             fingerprints="metadata-db",
+            checks_migrations=True,
             guards_log_files=True,
             task_logs=True,
             probe=Probe("heartbeat", "DagProcessorJob"),
@@ -141,6 +147,7 @@ COMPONENTS: dict[str, Component] = {
             command=("airflow", "triggerer"),
             **_AIRFLOW,
             fingerprints="metadata-db",
+            checks_migrations=True,
             guards_log_files=True,
             serves_logs=True,
             task_logs=True,

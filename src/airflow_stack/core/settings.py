@@ -283,6 +283,21 @@ AUTH_MANAGER = _declare(
     _AIRFLOW,
     "Airflow's auth manager; the admin user is created only with FAB's (the compose file and ECS set it).",
 )
+CHECK_MIGRATIONS = _declare(
+    "AIRFLOW__DATABASE__CHECK_MIGRATIONS",
+    _AIRFLOW,
+    "Whether the api-server, the scheduler, the dag-processor and the triggerer refuse to start on a metadata "
+    "DB not migrated to their Airflow. The stack checks it before they start (one query, against the heads the "
+    "image build recorded) and then turns Airflow's own check off, which loads every migration script and keeps "
+    "them (about 8 MiB in each). `false`: neither check.",
+    BOOLEAN,
+    True,
+)
+SQL_ALCHEMY_SCHEMA = _declare(
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_SCHEMA",
+    _AIRFLOW,
+    "The schema of Airflow's tables, when not the default; with one set, Airflow checks the migration itself.",
+)
 BASE_LOG_FOLDER = _declare(
     "AIRFLOW__LOGGING__BASE_LOG_FOLDER",
     _AIRFLOW,
