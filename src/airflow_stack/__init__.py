@@ -16,6 +16,7 @@ the picture). A unit test keeps this map complete.
       preflight              the checks a component passes before it starts
       waiting                bounded waits for PostgreSQL, Redis and the execution API
       fingerprints           fingerprints of the shared secrets and how two sets are compared
+      migrations             the metadata DB at the image's migration heads: one query in place of Airflow's check
       healthcheck            cheap container health probes that do not import Airflow
     jobs/                    one-shot jobs
       db_migrate             record fingerprints, migrate the metadata DB, create the admin user
@@ -35,7 +36,7 @@ the picture). A unit test keeps this map complete.
     worker/                  inside the Celery worker
       celeryconfig           Airflow's Celery config plus this package's worker hooks
       celery_hooks           the worker's start-up hooks: protection, drain, warm-up, DAG cache, task supervisor, logs
-      taskwarmup             task modules and the API client's TLS context made once, before the pool forks
+      taskwarmup             task modules, the API client's TLS context, cffi's parser: made once, before the pool forks
       dagcache               each DAG file parsed once per pool process, inherited by its tasks
       taskexit               the task supervisor notices its task process's exit at once
       firstheartbeat         the supervisor's first heartbeat one interval after the task's start, not at once
@@ -63,7 +64,7 @@ the picture). A unit test keeps this map complete.
       sharedlogs             with the log servers off, task logs read from the shared folder only
     image/                   run by the image build before the package exists; standard library only
       userdeps               your requirements.txt (held to the lock) and packages.txt
-      airflowpatches         the image's patches to Airflow's installed source (libcst imported on first use)
+      airflowpatches         the image's patches to installed source (libcst and svcs's aiohttp imported on first use)
     host/                    run on the host as `PYTHONPATH=src python3 -m ...`; standard library only
       envfile                `make secrets`: .env with generated secrets, and the rotation's .env edits
       stackwait              `make up`: wait until every compose service is ready

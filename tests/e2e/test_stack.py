@@ -238,6 +238,23 @@ def test_the_image_imports_libcst_only_to_rewrite_a_tasks_source(stack: Stack):
     assert json.loads(out.strip().splitlines()[-1]) == [False, "def extract():\n    return 1\n", True], out
 
 
+SVCS_AIOHTTP_ON_FIRST_USE = """
+import json, sys
+import airflow.api_fastapi.execution_api.app
+import svcs
+before = "aiohttp" in sys.modules
+from svcs import aiohttp
+print(json.dumps([before, aiohttp is svcs.aiohttp, callable(aiohttp.get_registry), "aiohttp" in sys.modules]))
+"""
+
+
+def test_the_execution_api_imports_aiohttp_only_when_svcs_aiohttp_integration_is_asked_for(stack: Stack):
+    # The image's patch lazy-svcs-aiohttp: the api-server's execution API imports svcs, which no
+    # longer brings aiohttp with it; its aiohttp integration still loads when asked for.
+    out = stack.python("api-server", SVCS_AIOHTTP_ON_FIRST_USE)
+    assert json.loads(out.strip().splitlines()[-1]) == [False, True, True, True], out
+
+
 def test_flower_lists_the_worker_behind_basic_auth(stack: Stack, dag_run: str):
     assert httpx.get(f"{stack.flower}/api/workers", timeout=10).status_code == 401
     wrong = httpx.get(f"{stack.flower}/api/workers", auth=(stack.env["FLOWER_USERNAME"], "wrong"), timeout=10)

@@ -56,10 +56,14 @@ def test_a_missing_file_stops_the_build(tmp_path):
 
 def test_the_image_patches_name_what_they_change():
     assert [(p.name, p.file) for p in airflowpatches.PATCHES] == [
-        ("lazy-libcst", "airflow/sdk/definitions/_internal/decorators.py")
+        ("lazy-libcst", "airflow/sdk/definitions/_internal/decorators.py"),
+        ("lazy-svcs-aiohttp", "svcs/__init__.py"),
     ]
     for patch in airflowpatches.PATCHES:
         assert patch.name in airflowpatches.__doc__
-        # The module no longer imports libcst where it is loaded; the function that needs it does.
-        old, new = zip(*patch.replacements, strict=True)
-        assert "import libcst as cst\n" in old[0] and "libcst" not in new[0]
+    # Each module no longer imports its heavy dependency where it is loaded; what needs it does.
+    libcst, svcs = (dict(p.replacements) for p in airflowpatches.PATCHES)
+    old = next(iter(libcst))
+    assert "import libcst as cst\n" in old and "libcst" not in libcst[old]
+    [(old, new)] = svcs.items()
+    assert "from . import aiohttp" in old and new.startswith("# airflow-stack") and "def __getattr__(name):" in new
