@@ -165,6 +165,28 @@ parse_time_variable()
 """
 
 
+EXECUTION_API_ON_FIRST_USE = """
+import json, sys
+from airflow.dag_processing.manager import DagFileProcessorManager
+from airflow.providers.fab.www import utils
+from airflow.providers.fab.www.security_appless import ApplessAirflowSecurityManager
+manager = DagFileProcessorManager(max_runs=1)
+before = [m for m in ("fastapi", "cadwyn") if m in sys.modules]
+api = manager._api_server
+from airflow.api_fastapi.app import create_auth_manager
+created = create_auth_manager()
+print(json.dumps([before, type(api).__name__, "cadwyn" in sys.modules, utils.get_auth_manager() is created]))
+"""
+
+
+def test_the_dag_processor_imports_the_execution_api_only_when_it_is_first_used(stack: Stack):
+    # The image's patches lazy-execution-api and lazy-fab-fastapi-app: a manager and FAB's
+    # security manager (which syncs DAG permissions) no longer import FastAPI and Cadwyn; the
+    # manager's execution API is made on first use, and FAB's get_auth_manager is Airflow's.
+    out = stack.python("dag-processor", EXECUTION_API_ON_FIRST_USE)
+    assert json.loads(out.strip().splitlines()[-1]) == [[], "InProcessExecutionAPI", True, True], out
+
+
 def test_the_dag_processor_builds_its_execution_api_when_a_dag_file_first_asks_it(stack: Stack, dag_run: str):
     # The example DAGs read nothing at parse time: the dag-processor has parsed them without it.
     assert "execution API in the dag-processor: built when a DAG file or callback first asks" in stack.logs(

@@ -58,12 +58,20 @@ def test_the_image_patches_name_what_they_change():
     assert [(p.name, p.file) for p in airflowpatches.PATCHES] == [
         ("lazy-libcst", "airflow/sdk/definitions/_internal/decorators.py"),
         ("lazy-svcs-aiohttp", "svcs/__init__.py"),
+        ("lazy-execution-api", "airflow/dag_processing/manager.py"),
+        ("lazy-fab-fastapi-app", "airflow/providers/fab/www/security_manager.py"),
+        ("lazy-fab-fastapi-app", "airflow/providers/fab/www/utils.py"),
     ]
     for patch in airflowpatches.PATCHES:
         assert patch.name in airflowpatches.__doc__
     # Each module no longer imports its heavy dependency where it is loaded; what needs it does.
-    libcst, svcs = (dict(p.replacements) for p in airflowpatches.PATCHES)
+    libcst, svcs, execution_api, *fab = (dict(p.replacements) for p in airflowpatches.PATCHES)
     old = next(iter(libcst))
     assert "import libcst as cst\n" in old and "libcst" not in libcst[old]
     [(old, new)] = svcs.items()
     assert "from . import aiohttp" in old and new.startswith("# airflow-stack") and "def __getattr__(name):" in new
+    [(old, new)] = execution_api.items()
+    assert "factory=_make_execution_api" in old and "@functools.cached_property" in new
+    for replacements in fab:
+        [(old, new)] = replacements.items()
+        assert old.startswith("from airflow.api_fastapi.app import") and "def get_auth_manager():" in new

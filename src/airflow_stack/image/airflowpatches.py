@@ -28,6 +28,15 @@ The patches:
   each. With the patch, `svcs.aiohttp` is imported when it is first used (`from svcs import
   aiohttp`, or the `svcs.aiohttp` attribute); a trigger or hook that needs aiohttp imports it
   itself, as before.
+- `lazy-execution-api`: Airflow's DAG file processor manager made its in-process execution API
+  (FastAPI, Cadwyn, svcs) when it was created; it is now made the first time it is used (a
+  cached property instead of an attrs field with a factory), which, with the dag-processor's
+  `lazyclient`, is when a DAG file or a callback first asks the API something.
+- `lazy-fab-fastapi-app`: FAB's security manager modules imported the api-server's app module
+  (and with it the execution API) for its `get_auth_manager`; the dag-processor loads them to
+  sync each DAG's permissions. Each module now has a `get_auth_manager` that imports the app
+  module on its first call and returns what Airflow's returns. Together with `lazy-execution-api`:
+  about 10 MiB less in the dag-processor.
 """
 
 from __future__ import annotations
@@ -112,6 +121,27 @@ def __getattr__(name):
 """
 
 
+_EAGER_EXECUTION_API = """    _api_server: InProcessExecutionAPI = attrs.field(init=False, factory=_make_execution_api)
+    \"""API server to interact with Metadata DB\"""
+"""
+
+_LAZY_EXECUTION_API = """    @functools.cached_property
+    def _api_server(self) -> InProcessExecutionAPI:
+        \"""API server to interact with Metadata DB\"""
+        # airflow-stack (image patch lazy-execution-api): made on first use, not with the manager.
+        return _make_execution_api()
+"""
+
+_FAB_APP_IMPORT = "from airflow.api_fastapi.app import get_auth_manager\n"
+
+_LAZY_FAB_APP_IMPORT = """def get_auth_manager():
+    # airflow-stack (image patch lazy-fab-fastapi-app): the api-server's app module is imported on first use.
+    from airflow.api_fastapi.app import get_auth_manager
+
+    return get_auth_manager()
+"""
+
+
 def _indented(text: str) -> str:
     """`text` one level (4 spaces) deeper, blank lines left blank."""
     return "".join(f"    {line}" if line.strip() else line for line in text.splitlines(keepends=True))
@@ -134,6 +164,15 @@ PATCHES = (
         "lazy-svcs-aiohttp",
         "svcs/__init__.py",
         ((_SVCS_AIOHTTP, _LAZY_SVCS_AIOHTTP),),
+    ),
+    Patch(
+        "lazy-execution-api",
+        "airflow/dag_processing/manager.py",
+        ((_EAGER_EXECUTION_API, _LAZY_EXECUTION_API),),
+    ),
+    *(
+        Patch("lazy-fab-fastapi-app", f"airflow/providers/fab/www/{module}", ((_FAB_APP_IMPORT, _LAZY_FAB_APP_IMPORT),))
+        for module in ("security_manager.py", "utils.py")
     ),
 )
 
