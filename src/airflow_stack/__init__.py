@@ -64,7 +64,7 @@ the picture). A unit test keeps this map complete.
       sharedlogs             with the log servers off, task logs read from the shared folder only
     image/                   run by the image build before the package exists; standard library only
       userdeps               your requirements.txt (held to the lock) and packages.txt
-      airflowpatches         the image's patches to installed source (libcst and svcs's aiohttp imported on first use)
+      airflowpatches         the image's patches to installed source: libcst, aiohttp, the execution API on first use
     host/                    run on the host as `PYTHONPATH=src python3 -m ...`; standard library only
       envfile                `make secrets`: .env with generated secrets, and the rotation's .env edits
       stackwait              `make up`: wait until every compose service is ready
