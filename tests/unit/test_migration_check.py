@@ -8,6 +8,10 @@ from airflow_stack.core.errors import StackError
 RECORD = {"airflow": "3.3.2", "heads": ["d2f4e1b3c5a7"]}
 
 
+def no_database():
+    raise AssertionError("the check asked the database")
+
+
 @pytest.fixture
 def record(tmp_path):
     path = tmp_path / "migration-heads.json"
@@ -49,18 +53,22 @@ def test_any_other_database_is_refused_naming_the_revisions_and_the_fix(found, p
 
 def test_off_no_record_or_a_schema_of_its_own_leave_the_check_to_airflow_without_the_database(tmp_path, record):
     env = {"AIRFLOW__DATABASE__CHECK_MIGRATIONS": "false"}
-    assert migrations.check(env, record) == "migration check: off (AIRFLOW__DATABASE__CHECK_MIGRATIONS=false)"
+    assert (
+        migrations.check(env, no_database, record) == "migration check: off (AIRFLOW__DATABASE__CHECK_MIGRATIONS=false)"
+    )
     env = {}
-    assert migrations.check(env, tmp_path / "absent.json").startswith("migration check: Airflow's own (the image")
+    assert migrations.check(env, no_database, tmp_path / "absent.json").startswith(
+        "migration check: Airflow's own (the image"
+    )
     assert "AIRFLOW__DATABASE__CHECK_MIGRATIONS" not in env
     env = {"AIRFLOW__DATABASE__SQL_ALCHEMY_SCHEMA": "airflow"}
-    assert "sql_alchemy_schema" in migrations.check(env, record)
+    assert "sql_alchemy_schema" in migrations.check(env, no_database, record)
     assert "AIRFLOW__DATABASE__CHECK_MIGRATIONS" not in env
 
 
 def test_an_invalid_switch_is_refused_by_name(record):
     with pytest.raises(StackError, match="AIRFLOW__DATABASE__CHECK_MIGRATIONS='maybe'"):
-        migrations.check({"AIRFLOW__DATABASE__CHECK_MIGRATIONS": "maybe"}, record)
+        migrations.check({"AIRFLOW__DATABASE__CHECK_MIGRATIONS": "maybe"}, no_database, record)
 
 
 def test_only_airflow_components_that_check_their_migration_at_start_have_it_checked():
@@ -68,3 +76,24 @@ def test_only_airflow_components_that_check_their_migration_at_start_have_it_che
 
     checked = {c.name for c in components.COMPONENTS.values() if c.checks_migrations}
     assert checked == {"api-server", "scheduler", "dag-processor", "triggerer"}
+
+
+def test_the_start_up_checks_share_one_connection_made_only_when_asked(monkeypatch):
+    from airflow_stack.core import metadb
+
+    made = []
+
+    class Connection:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(metadb, "connect", lambda env: made.append(Connection()) or made[-1])
+    with metadb.shared_connection({}) as connection:
+        pass
+    assert made == []
+    with metadb.shared_connection({}) as connection:
+        first, second = connection(), connection()
+        assert first is second and not first.closed
+    assert len(made) == 1 and made[0].closed

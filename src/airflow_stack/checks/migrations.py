@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 
 from airflow_stack.core import metadb, settings
@@ -57,16 +57,6 @@ def recorded(path: Path = HEADS_FILE) -> dict | None:
     return {"airflow": str(data.get("airflow", "?")), "heads": sorted(heads)}
 
 
-def database_heads(conn) -> list[str] | None:
-    """The revisions in the database's `alembic_version`; None when the table does not exist."""
-    with conn.cursor() as cursor:
-        cursor.execute("SELECT to_regclass('alembic_version')")
-        if cursor.fetchone()[0] is None:
-            return None
-        cursor.execute("SELECT version_num FROM alembic_version")
-        return sorted(row[0] for row in cursor.fetchall())
-
-
 def compare(found: list[str] | None, expected: dict) -> None:
     """Refuse, naming the fix, unless the database is at exactly the image's heads."""
     fix = (
@@ -89,9 +79,10 @@ def compare(found: list[str] | None, expected: dict) -> None:
         )
 
 
-def check(env: MutableMapping[str, str], path: Path = HEADS_FILE) -> str:
-    """Compare the database with the image's record and, when they agree, turn Airflow's own check
-    off in `env` (the component's process reads it); a line for the log."""
+def check(env: MutableMapping[str, str], connection: Callable[[], object], path: Path = HEADS_FILE) -> str:
+    """Compare the database (`connection()`: the start-up checks' connection to it) with the image's
+    record and, when they agree, turn Airflow's own check off in `env` (the component's process
+    reads it); a line for the log."""
     if not settings.CHECK_MIGRATIONS.read(env):
         return f"migration check: off ({settings.CHECK_MIGRATIONS.name}=false)"
     expected = recorded(path)
@@ -101,11 +92,7 @@ def check(env: MutableMapping[str, str], path: Path = HEADS_FILE) -> str:
         return (
             "migration check: Airflow's own (the metadata DB is in a schema of its own, [database] sql_alchemy_schema)"
         )
-    conn = metadb.connect(env)
-    try:
-        found = database_heads(conn)
-    finally:
-        conn.close()
+    found = metadb.migration_heads(connection())
     compare(found, expected)
     env[settings.CHECK_MIGRATIONS.name] = "False"
     return (

@@ -23,7 +23,7 @@ import json
 import os
 import time
 import urllib.request
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -243,7 +243,9 @@ def fetch_api_server_fingerprints(env: Mapping[str, str]) -> dict[str, str]:
         ) from None
 
 
-def check_fingerprints(component: Component, env: Mapping[str, str]) -> None:
+def check_fingerprints(component: Component, env: Mapping[str, str], connection: Callable[[], object]) -> None:
+    """The shared secrets' fingerprints against the api-server's or those db-migrate recorded in
+    the metadata DB (`connection()`: the start-up checks' connection to it)."""
     mine = {
         name: value
         for name, value in fingerprints.of_environment(env).items()
@@ -262,11 +264,7 @@ def check_fingerprints(component: Component, env: Mapping[str, str]) -> None:
             "(locally: the one in .env; on ECS: the same Secrets Manager secret)",
         )
         return
-    conn = metadb.connect(env)
-    try:
-        recorded = metadb.read_fingerprints(conn)
-    finally:
-        conn.close()
+    recorded = metadb.read_fingerprints(connection())
     if not recorded:
         raise StackError(
             "the metadata DB holds no fingerprints of the shared secrets yet",
@@ -293,9 +291,10 @@ def check_dependencies(component: Component, env: MutableMapping[str, str]) -> N
     """The checks that wait for, or ask, the services the component depends on (standard library,
     psycopg2 and redis only: safe in a thread while another imports Airflow)."""
     wait_for_dependencies(component, env)
-    check_fingerprints(component, env)
-    if component.checks_migrations:
-        log(migrations.check(env))
+    with metadb.shared_connection(env) as connection:  # one connection for the checks that read it
+        check_fingerprints(component, env, connection)
+        if component.checks_migrations:
+            log(migrations.check(env, connection))
 
 
 def check_remote_logs(component: Component, env: Mapping[str, str]) -> None:

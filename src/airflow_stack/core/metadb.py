@@ -1,12 +1,13 @@
 """Direct access to the metadata database without importing Airflow: a connection from
 `[database] sql_alchemy_conn`, the job heartbeat query of the health probes and the monitor,
 what the monitor reads of task instances (counts, states, the queued ones) and its one write
-(backdating a queued task whose message the broker lost), and the table in which `init`
-records the shared secrets' fingerprints."""
+(backdating a queued task whose message the broker lost), the table in which `init`
+records the shared secrets' fingerprints, and the Alembic revision the database is at."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 
 from airflow_stack.core import settings
 
@@ -24,6 +25,24 @@ def connect(env: Mapping[str, str], timeout: int = 5):
 
     url = settings.SQL_ALCHEMY_CONN.raw(env) or ""
     return psycopg2.connect(libpq_url(url), connect_timeout=timeout)
+
+
+@contextlib.contextmanager
+def shared_connection(env: Mapping[str, str]) -> Iterator[Callable[[], object]]:
+    """A function that connects on its first call and returns that connection on every call;
+    the connection, if one was made, is closed on leaving."""
+    made = []
+
+    def connection():
+        if not made:
+            made.append(connect(env))
+        return made[0]
+
+    try:
+        yield connection
+    finally:
+        for conn in made:
+            conn.close()
 
 
 def heartbeat_age(conn, job_type: str, hostnames: list[str] | None) -> float | None:
@@ -116,3 +135,13 @@ def write_fingerprints(conn, fingerprints: Mapping[str, str]) -> None:
                 " ON CONFLICT (name) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, recorded_at = now()",
                 (name, fingerprint),
             )
+
+
+def migration_heads(conn) -> list[str] | None:
+    """The revisions in Airflow's `alembic_version`, sorted; None when the table does not exist."""
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('alembic_version')")
+        if cursor.fetchone()[0] is None:
+            return None
+        cursor.execute("SELECT version_num FROM alembic_version")
+        return sorted(row[0] for row in cursor.fetchall())
