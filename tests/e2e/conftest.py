@@ -145,6 +145,11 @@ class Stack:
         """What `code` prints, run by the Python of `service`'s container."""
         return self.run("exec", "-T", service, "python", "-c", code).stdout
 
+    def sql(self, database: str, statement: str) -> str:
+        """What `statement` returns (unaligned, tuples only), run by psql in the postgres service."""
+        args = ("-U", "airflow", "-d", database, "-v", "ON_ERROR_STOP=1", "-Atc", statement)
+        return self.run("exec", "-T", "postgres", "psql", *args).stdout
+
     def up(self) -> float:
         started = time.monotonic()
         self.run("up", "-d", "--remove-orphans")

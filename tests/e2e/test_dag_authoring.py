@@ -302,16 +302,15 @@ def test_a_backup_restored_gives_back_a_deleted_connection_and_the_cli_works_wit
 
 def test_upgrade_check_migrates_a_copy_and_leaves_the_live_database_alone(stack: Stack, authoring):
     def databases() -> str:
-        return stack.run("exec", "-T", "postgres", "psql", "-U", "airflow", "-d", "postgres", "-Atc",
-                         "select datname from pg_database order by 1").stdout  # fmt: skip
+        return stack.sql("postgres", "select datname from pg_database order by 1")
 
-    before = stack.run("exec", "-T", "postgres", "psql", "-U", "airflow", "-Atc", "select * from alembic_version")
+    before = stack.sql("airflow", "select * from alembic_version")
     result = stack.make("upgrade-check", **authoring)
     assert "upgrade-check: copied the live database into airflow_upgrade_check" in result.stdout
     assert "upgrade-check: migration OK" in result.stdout and "dags-check OK" in result.stdout, result.stdout
     assert "airflow_upgrade_check" not in databases()
-    after = stack.run("exec", "-T", "postgres", "psql", "-U", "airflow", "-Atc", "select * from alembic_version")
-    assert before.stdout == after.stdout
+    after = stack.sql("airflow", "select * from alembic_version")
+    assert before == after
 
 
 def test_reset_refuses_without_a_confirmation(stack: Stack):

@@ -98,20 +98,14 @@ def test_init_records_a_changed_secret_only_when_told_to(stack: Stack):
         assert restored.returncode == 0, restored.stderr[-3000:]
 
 
-def psql(stack: Stack, database: str, sql: str) -> str:
-    args = ("exec", "-T", "postgres", "psql", "-U", "airflow", "-d", database, "-v", "ON_ERROR_STOP=1", "-Atc", sql)
-    return stack.run(*args).stdout
-
-
 def test_a_component_refuses_a_database_its_airflow_has_not_migrated(stack: Stack):
     # A second database on the same server, with the secrets' fingerprints db-migrate recorded
     # (so that only the migration differs), first without Airflow's tables, then at an older revision.
-    psql(stack, "postgres", "DROP DATABASE IF EXISTS migration_probe")
-    psql(stack, "postgres", "CREATE DATABASE migration_probe")
-    recorded = psql(stack, "airflow", "SELECT name || ' ' || fingerprint FROM airflow_stack_secret_fingerprint")
+    stack.sql("postgres", "DROP DATABASE IF EXISTS migration_probe")
+    stack.sql("postgres", "CREATE DATABASE migration_probe")
+    recorded = stack.sql("airflow", "SELECT name || ' ' || fingerprint FROM airflow_stack_secret_fingerprint")
     rows = ", ".join(f"('{name}', '{value}')" for name, value in (line.split() for line in recorded.splitlines()))
-    psql(
-        stack,
+    stack.sql(
         "migration_probe",
         "CREATE TABLE airflow_stack_secret_fingerprint"
         " (name VARCHAR(64) PRIMARY KEY, fingerprint VARCHAR(64) NOT NULL); "
@@ -121,7 +115,7 @@ def test_a_component_refuses_a_database_its_airflow_has_not_migrated(stack: Stac
     probe = (
         f"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=postgresql+psycopg2://airflow:{password}@postgres:5432/migration_probe"
     )
-    head = psql(stack, "airflow", "SELECT version_num FROM alembic_version").strip()
+    head = stack.sql("airflow", "SELECT version_num FROM alembic_version").strip()
 
     result, _ = start_one_off(stack, "scheduler", probe, "AIRFLOW_STACK_WAIT_TIMEOUT=20")
     assert result.returncode != 0
@@ -130,8 +124,7 @@ def test_a_component_refuses_a_database_its_airflow_has_not_migrated(stack: Stac
     )
     assert "run db-migrate with this image first" in result.stderr
 
-    psql(
-        stack,
+    stack.sql(
         "migration_probe",
         "CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY); "
         "INSERT INTO alembic_version VALUES ('29ce7909c52b')",  # Airflow 3.0.0's
@@ -149,7 +142,7 @@ def test_a_component_refuses_a_database_its_airflow_has_not_migrated(stack: Stac
     for service in ("api-server", "scheduler", "dag-processor", "triggerer"):
         logs = stack.logs(service, tail=1_000_000)
         assert f"migration check: the metadata DB is at {head}, this image's Airflow" in logs, (service, logs[:3000])
-    psql(stack, "postgres", "DROP DATABASE migration_probe")
+    stack.sql("postgres", "DROP DATABASE migration_probe")
 
 
 def test_the_stack_is_unaffected_by_refused_components(stack: Stack):

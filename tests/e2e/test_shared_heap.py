@@ -15,14 +15,18 @@ from .conftest import docker
 
 AIRFLOW_IMAGE = "airflow-stack:latest"
 
-SCRIPT = r"""
-import gc, json, os, sys
-from airflow_stack.core import sharedheap
-
+# Defined for every script `run` runs: what this process holds of its own (a forked child: what it
+# has copied of its parent's pages so far).
+PRIVATE_DIRTY = r"""
 def private_dirty_mib():
     for line in open("/proc/self/smaps_rollup"):
         if line.startswith("Private_Dirty:"):
             return int(line.split()[1]) / 1024
+"""
+
+SCRIPT = r"""
+import gc, json, os, sys
+from airflow_stack.core import sharedheap
 
 def label(i):
     return ("item", i)  # a constant tuple, used by running code
@@ -64,7 +68,7 @@ def run(*env: str, mode: str = "direct", script: str = SCRIPT) -> dict:
     args = ["run", "--rm", "--network", "none", "--entrypoint", "python"]
     for variable in env:
         args += ["-e", variable]
-    done = docker(*args, AIRFLOW_IMAGE, "-c", script, mode, check=False, timeout=300)
+    done = docker(*args, AIRFLOW_IMAGE, "-c", PRIVATE_DIRTY + script, mode, check=False, timeout=300)
     assert done.returncode == 0, done.stderr
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "stderr": done.stderr}
 
@@ -124,11 +128,6 @@ import json, os, sys
 import celery.platforms
 from billiard.util import get_pdeathsig
 from airflow_stack.worker import taskwarmup
-
-def private_dirty_mib():
-    for line in open("/proc/self/smaps_rollup"):
-        if line.startswith("Private_Dirty:"):
-            return int(line.split()[1]) / 1024
 
 warmed = taskwarmup.warm_parent_death_signal() if sys.argv[1] == "warm" else None
 read, write = os.pipe()
